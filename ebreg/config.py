@@ -1,0 +1,125 @@
+"""Frozen, self-validating configurations for models and training, written as JSON."""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "ModelConfig", "TrainConfig", "METHODS", "EBM_METHODS", "FIXED_METHODS", "JOINT_METHODS",
+    "MDN_METHODS",
+]
+
+#: Training methods. ``*_fixed`` use the fixed proposal centred at the target; ``joint_*``
+#: learn an MDN proposal with the EBM (variant A: ``joint_mlis``, variant B: ``joint_nce``);
+#: ``mdn`` is an MDN by NLL and ``mdn_teacher`` an MDN trained with an EBM teacher.
+FIXED_METHODS = ("nce_fixed", "mlis_fixed", "nceplus_fixed")
+JOINT_METHODS = ("joint_mlis", "joint_nce")
+MDN_METHODS = ("mdn", "mdn_teacher")
+METHODS = FIXED_METHODS + JOINT_METHODS + MDN_METHODS
+LR_SCHEDULES = ("constant", "cosine")
+#: Methods whose test-time model is an EBM (the others test an MDN).
+EBM_METHODS = FIXED_METHODS + JOINT_METHODS
+
+
+def _positive_ints(name: str, values: tuple[int, ...], allow_empty: bool = False) -> None:
+    if (not values and not allow_empty) or any(int(v) != v or v < 1 for v in values):
+        raise ValueError(f"{name} must be a tuple of positive integers, got {values!r}")
+
+
+class _JsonConfig:
+    """Mixin: ``to_dict`` / ``from_dict`` for frozen dataclasses with tuple fields."""
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]):  # noqa: ANN206
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        unknown = set(data) - names
+        if unknown:
+            raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+    def replace(self, **changes: Any):  # noqa: ANN201
+        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class ModelConfig(_JsonConfig):
+    """Network shapes. Defaults are the reference toy architecture (width 10).
+
+    feature net g: MLP ``input_dim -> feature_hidden`` (ReLU after each layer);
+    energy head: y through ``target_hidden`` (ReLU), a joint layer ``[h, u] -> joint_width``,
+    ``residual_blocks`` blocks ``z -> relu(Wz) + z``, then a Linear to one score;
+    proposal head: three branches ``hidden -> proposal_hidden -> K*D | K*D | K``.
+    """
+
+    input_dim: int = 1
+    target_dim: int = 1
+    feature_hidden: tuple[int, ...] = (10, 10)
+    target_hidden: tuple[int, ...] = (10, 10)
+    joint_width: int = 10
+    residual_blocks: int = 1
+    components: int = 4
+    proposal_hidden: tuple[int, ...] = (10,)
+    detach_proposal_features: bool = True
+    min_scale: float = 1e-3
+    max_scale: float = 1e3
+
+    def __post_init__(self) -> None:
+        _positive_ints("input_dim/target_dim/joint_width/components",
+                       (self.input_dim, self.target_dim, self.joint_width, self.components))
+        _positive_ints("feature_hidden", self.feature_hidden)
+        _positive_ints("target_hidden", self.target_hidden, allow_empty=True)
+        _positive_ints("proposal_hidden", self.proposal_hidden, allow_empty=True)
+        if self.residual_blocks < 0:
+            raise ValueError(f"residual_blocks must be >= 0, got {self.residual_blocks}")
+        if not 0 < self.min_scale < self.max_scale < math.inf:
+            raise ValueError(f"need 0 < min_scale < max_scale < inf, got "
+                             f"{self.min_scale}, {self.max_scale}")
+
+
+@dataclass(frozen=True)
+class TrainConfig(_JsonConfig):
+    """Optimisation settings. Defaults are the reference's (method.md §7) for joint variant B.
+
+    ``fixed_sigmas`` are the fixed proposal's sigma_k (used by ``*_fixed`` methods);
+    ``nce_plus_beta`` scales them for the NCE+ label noise. ``grad_clip_norm`` clips each
+    network's gradient norm (None: off). ``warmup_steps`` ramps the learning rate up
+    linearly from zero (0: off). ``lr_schedule``: ``"constant"`` (the reference) or
+    ``"cosine"`` (cosine decay to zero over the whole run).
+    """
+
+    method: str = "joint_nce"
+    epochs: int = 75
+    batch_size: int = 32
+    lr: float = 1e-3
+    num_samples: int = 1024
+    fixed_sigmas: tuple[float, ...] = (0.1, 0.8)
+    nce_plus_beta: float = 0.025
+    grad_clip_norm: float | None = None
+    warmup_steps: int = 0
+    lr_schedule: str = "constant"
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.method not in METHODS:
+            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        _positive_ints("epochs/batch_size/num_samples",
+                       (self.epochs, self.batch_size, self.num_samples))
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise ValueError(f"lr must be positive and finite, got {self.lr}")
+        if not self.fixed_sigmas or any(not (s > 0 and math.isfinite(s)) for s in self.fixed_sigmas):
+            raise ValueError(f"fixed_sigmas must be positive and finite, got {self.fixed_sigmas}")
+        if not self.nce_plus_beta > 0:
+            raise ValueError(f"nce_plus_beta must be positive, got {self.nce_plus_beta}")
+        if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
+            raise ValueError(f"grad_clip_norm must be positive or None, got {self.grad_clip_norm}")
+        if self.lr_schedule not in LR_SCHEDULES:
+            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
+                             f"{', '.join(LR_SCHEDULES)}")
+        if self.warmup_steps < 0:
+            raise ValueError(f"warmup_steps must be >= 0, got {self.warmup_steps}")

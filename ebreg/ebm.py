@@ -1,0 +1,112 @@
+"""The conditional energy-based model ``p(y|x) ∝ exp f(x, y)`` with an optional learned proposal."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from ._shapes import as_candidates
+from .config import ModelConfig
+from .nn import ResidualBlock, mlp
+from .proposals import GaussianMixture, MDNHead
+
+__all__ = ["EnergyHead", "ConditionalEBM"]
+
+
+class EnergyHead(nn.Module):
+    """``f(h, y)``: one score per (features, candidate target) pair.
+
+    y goes through an MLP to ``u``; a joint Linear on ``[h, u]`` is split as
+    ``W_h h + W_u u + b`` so that ``W_h h + b`` is computed once per x and broadcast over the
+    M candidates; then residual blocks and a Linear to one score.
+    """
+
+    def __init__(
+        self,
+        feature_dim: int,
+        target_dim: int,
+        target_hidden: Sequence[int] = (10, 10),
+        joint_width: int = 10,
+        residual_blocks: int = 1,
+    ) -> None:
+        super().__init__()
+        self.feature_dim = feature_dim
+        self.target_net = mlp(target_dim, target_hidden)
+        u_dim = target_hidden[-1] if target_hidden else target_dim
+        self.joint = nn.Linear(feature_dim + u_dim, joint_width)
+        self.blocks = nn.Sequential(*(ResidualBlock(joint_width) for _ in range(residual_blocks)))
+        self.out = nn.Linear(joint_width, 1)
+
+    def forward(self, h: Tensor, y: Tensor) -> Tensor:
+        """``h``: ``(n, H)``; ``y``: ``(M, n, D)`` -> scores ``(M, n)``."""
+        w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
+        per_x = F.linear(h, w_h, self.joint.bias)  # (n, W), once per x
+        z = torch.relu(per_x + F.linear(self.target_net(y), w_u))  # (M, n, W)
+        return self.out(self.blocks(z)).squeeze(-1)
+
+
+class ConditionalEBM(nn.Module):
+    """Conditional EBM: feature network g, energy head f and an optional proposal head q.
+
+    Args:
+        feature_net: module mapping x ``(n, *input_shape)`` to h ``(n, H)``.
+        energy: the energy head on ``(h, y)``.
+        proposal: learned proposal head on h, or None (fixed-proposal training).
+        detach_proposal_features: the proposal head reads ``sg[h]`` (the reference's
+            choice), so the feature network is trained by the EBM loss alone.
+    """
+
+    def __init__(
+        self,
+        feature_net: nn.Module,
+        energy: EnergyHead,
+        proposal: MDNHead | None = None,
+        detach_proposal_features: bool = True,
+    ) -> None:
+        super().__init__()
+        self.feature_net = feature_net
+        self.energy = energy
+        self.proposal = proposal
+        self.detach_proposal_features = detach_proposal_features
+
+    @classmethod
+    def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> "ConditionalEBM":
+        """Build the MLP model that ``config`` describes (see :class:`ModelConfig`)."""
+        h_dim = config.feature_hidden[-1]
+        proposal = None
+        if with_proposal:
+            proposal = MDNHead(h_dim, config.target_dim, config.components, config.proposal_hidden,
+                               config.min_scale, config.max_scale)
+        return cls(
+            mlp(config.input_dim, config.feature_hidden),
+            EnergyHead(h_dim, config.target_dim, config.target_hidden, config.joint_width,
+                       config.residual_blocks),
+            proposal,
+            config.detach_proposal_features,
+        )
+
+    def features(self, x: Tensor) -> Tensor:
+        """``x``: ``(n, *input_shape)`` -> h ``(n, H)``."""
+        return self.feature_net(x)
+
+    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
+        """Scores ``f(x, y)``, a log-density up to a constant.
+
+        ``y``: ``(M, n, D)`` -> ``(M, n)``, or ``(n, D)`` -> ``(n,)``. Pass precomputed
+        features as ``h`` (then ``x`` is ignored) to evaluate g once per x.
+        """
+        if h is None:
+            if x is None:
+                raise ValueError("pass x or h")
+            h = self.features(x)
+        scores = self.energy(h, as_candidates(y))
+        return scores.squeeze(0) if y.dim() == 2 else scores
+
+    def proposal_distribution(self, h: Tensor) -> GaussianMixture:
+        """The learned proposal ``q(y | x)`` from features ``h`` ``(n, H)``."""
+        if self.proposal is None:
+            raise RuntimeError("this model has no learned proposal (it was trained with a fixed one)")
+        return self.proposal(h.detach() if self.detach_proposal_features else h)

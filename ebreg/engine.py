@@ -1,0 +1,238 @@
+"""The one training engine: a LightningModule that trains any method from a frozen config."""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from functools import partial
+
+import lightning as L
+from lightning.pytorch.callbacks import TQDMProgressBar
+import torch
+from torch import Tensor, nn
+from torch.utils.data import DataLoader, TensorDataset
+
+from ._shapes import as_targets, check_finite
+from .config import FIXED_METHODS, JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
+from .ebm import ConditionalEBM
+from .mdn import MixtureDensityNetwork
+from .objectives import joint_mlis, joint_nce, mdn_nll, ml_is, nce, teacher_student
+from .proposals import FixedGaussianMixture, GaussianMixture
+
+__all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult"]
+
+
+class NonFiniteLossError(FloatingPointError):
+    """A training loss became NaN or infinite; the message names the step and the term."""
+
+
+class EBMTrainer(L.LightningModule):
+    """Trains one method of :data:`ebreg.config.METHODS` on ``(x, y)`` batches.
+
+    Holds ``ebm`` (a :class:`ConditionalEBM`; for ``mdn_teacher`` the teacher) and/or ``mdn``
+    (a :class:`MixtureDensityNetwork`, for ``mdn`` and ``mdn_teacher``). One Adam optimiser
+    over all parameters: every loss term reaches only its own network (the stop-gradients
+    live in :mod:`ebreg.objectives`), so summing the terms equals separate updates.
+    """
+
+    def __init__(self, model_config: ModelConfig, train_config: TrainConfig) -> None:
+        super().__init__()
+        self.model_config, self.train_config = model_config, train_config
+        method = train_config.method
+        self.ebm: ConditionalEBM | None = None
+        self.mdn: MixtureDensityNetwork | None = None
+        self.fixed: FixedGaussianMixture | None = None
+        if method != "mdn":
+            self.ebm = ConditionalEBM.from_config(model_config, with_proposal=method in JOINT_METHODS)
+        if method in MDN_METHODS:
+            self.mdn = MixtureDensityNetwork.from_config(model_config)
+        if method in FIXED_METHODS:
+            self.fixed = FixedGaussianMixture(train_config.fixed_sigmas)
+        self._generator: torch.Generator | None = None
+
+    # ------------------------------------------------------------------ losses
+    def _proposal(self, x: Tensor, y: Tensor, h: Tensor | None) -> GaussianMixture:
+        method = self.train_config.method
+        if method in FIXED_METHODS:
+            return self.fixed(y)
+        if method in JOINT_METHODS:
+            return self.ebm.proposal_distribution(h)
+        return self.mdn(x)
+
+    def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """Per-example loss terms ``{name: (n,)}`` of the configured method for a batch."""
+        cfg = self.train_config
+        y = as_targets(y)
+        h = self.ebm.features(x) if self.ebm is not None else None
+        q = self._proposal(x, y, h)
+        if cfg.method == "mdn":
+            return {"nll": mdn_nll(q.log_prob(y))}
+        ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
+        log_q_samples = q.log_prob(ys)
+        if cfg.method == "nceplus_fixed":
+            y0, log_q_data = self.fixed.perturb(y, cfg.nce_plus_beta, self._generator)
+        else:
+            y0, log_q_data = y, q.log_prob(y)
+        scores = self.ebm.log_unnormalized(None, torch.cat([y0.unsqueeze(0), ys]), h=h)
+        f_data, f_samples = scores[0], scores[1:]
+        if cfg.method == "mlis_fixed":
+            return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}
+        if cfg.method in ("nce_fixed", "nceplus_fixed"):
+            return {"nce": nce(f_data, log_q_data, f_samples, log_q_samples)}
+        if cfg.method == "joint_mlis":
+            return {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
+        if cfg.method == "joint_nce":
+            ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
+            return {"nce": ebm_loss, "proposal_kl": kl}
+        teacher, student = teacher_student(f_data, log_q_data, f_samples, log_q_samples)
+        return {"teacher_nce": teacher, "student": student}
+
+    # --------------------------------------------------------------- lightning
+    def on_fit_start(self) -> None:
+        seed = self.train_config.seed * 7919 + 104729 * self.global_rank
+        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+
+    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
+        terms = {k: v.mean() for k, v in self.losses(*batch).items()}
+        loss = torch.stack(list(terms.values())).sum()
+        if not bool(torch.isfinite(loss)):
+            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
+            raise NonFiniteLossError(
+                f"non-finite training loss at step {self.global_step} "
+                f"(epoch {self.current_epoch}, batch {batch_idx}): {detail}"
+            )
+        for name, value in terms.items():
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+        return loss
+
+    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
+        x, y = batch
+        terms = self.losses(x, y)
+        loss = torch.stack([v.mean() for v in terms.values()]).sum()
+        self.log("val/loss", loss, on_epoch=True, batch_size=len(x), sync_dist=True)
+
+    def configure_optimizers(self):  # noqa: ANN201
+        cfg = self.train_config
+        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
+        if cfg.warmup_steps == 0 and cfg.lr_schedule == "constant":
+            return opt
+        total = max(1, int(self.trainer.estimated_stepping_batches))
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg=cfg, total=total))
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,  # noqa: ANN001
+                                    gradient_clip_algorithm=None) -> None:
+        """Clip each network's gradient norm on its own (EBM, proposal head, MDN)."""
+        limit = self.train_config.grad_clip_norm
+        if limit is None:
+            return
+        for group in self._parameter_groups():
+            torch.nn.utils.clip_grad_norm_(group, limit)
+
+    def _parameter_groups(self) -> list[list[nn.Parameter]]:
+        groups = []
+        if self.ebm is not None:
+            proposal = set(self.ebm.proposal.parameters()) if self.ebm.proposal is not None else set()
+            groups.append([p for p in self.ebm.parameters() if p not in proposal])
+            if proposal:
+                groups.append(list(self.ebm.proposal.parameters()))
+        if self.mdn is not None:
+            groups.append(list(self.mdn.parameters()))
+        return groups
+
+
+def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
+    """Learning-rate multiplier at optimiser step ``step`` of ``total``: warm-up, then schedule."""
+    factor = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    if cfg.lr_schedule == "cosine":
+        factor *= 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
+    return factor
+
+
+@dataclass(frozen=True)
+class FitResult:
+    """A trained :class:`EBMTrainer` and the wall time its training took."""
+
+    module: EBMTrainer
+    train_seconds: float
+
+
+def _loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+    gen = torch.Generator().manual_seed(seed)
+    return DataLoader(TensorDataset(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen)
+
+
+@contextmanager
+def _quiet_lightning(verbose: bool) -> Iterator[None]:
+    """Silence Lightning's start-up banner and its hint about DataLoader workers."""
+    log = logging.getLogger("lightning.pytorch")
+    level = log.level
+    if not verbose:
+        log.setLevel(logging.WARNING)
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", ".*does not have many workers.*")
+        warnings.filterwarnings("ignore", ".*GPU available but not used.*")
+        warnings.filterwarnings("ignore", ".*`validation_step` but have no `val_dataloader`.*")
+        warnings.filterwarnings("ignore", ".*LeafSpec.*is deprecated.*")
+        try:
+            yield
+        finally:
+            log.setLevel(level)
+
+
+def fit(
+    model_config: ModelConfig,
+    train_config: TrainConfig,
+    x: Tensor,
+    y: Tensor,
+    x_val: Tensor | None = None,
+    y_val: Tensor | None = None,
+    *,
+    progress: bool = True,
+    verbose: bool = False,
+    **trainer_kwargs,
+) -> FitResult:
+    """Train the method of ``train_config`` on ``x`` ``(n, ...)``, ``y`` ``(n,)`` or ``(n, D)``.
+
+    Seeded by ``train_config.seed`` without touching the caller's global RNG. Extra keyword
+    arguments go to ``lightning.Trainer`` (``accelerator``, ``devices``, ``strategy``, ...).
+    Raises :class:`NonFiniteLossError` as soon as a loss is not finite.
+    """
+    y = as_targets(y)
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and y need the same, non-zero number of rows: {x.shape[0]} vs {y.shape[0]}")
+    if y.shape[1] != model_config.target_dim:
+        raise ValueError(f"y has {y.shape[1]} columns but model_config.target_dim is "
+                         f"{model_config.target_dim}")
+    check_finite("x", x)
+    check_finite("y", y)
+    seed = train_config.seed
+    with torch.random.fork_rng(devices=[]), _quiet_lightning(verbose):
+        torch.manual_seed(seed)
+        module = EBMTrainer(model_config, train_config)
+        val = None
+        if x_val is not None and y_val is not None:
+            val = _loader(x_val, as_targets(y_val), 4096, False, seed)
+        options = dict(
+            max_epochs=train_config.epochs,
+            logger=False,
+            enable_checkpointing=False,
+            enable_model_summary=False,
+            enable_progress_bar=progress,
+            num_sanity_val_steps=0,
+            gradient_clip_val=None,
+        )
+        if progress:
+            options["callbacks"] = [TQDMProgressBar(refresh_rate=10)]
+        options.update(trainer_kwargs)
+        trainer = L.Trainer(**options)
+        start = time.perf_counter()
+        trainer.fit(module, _loader(x, y, train_config.batch_size, True, seed), val)
+        seconds = time.perf_counter() - start
+    module.eval()
+    return FitResult(module, seconds)

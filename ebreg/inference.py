@@ -1,0 +1,236 @@
+"""Test-time inference with a learned proposal: self-normalised importance sampling (SNIS).
+
+For x, draw ``y_m ~ q(y|x)`` and weigh them by ``log w_m = f(x, y_m) - log q(y_m|x)``.
+:class:`WeightedSamples` holds the result and derives every prediction from it. The
+functions below process x in chunks so that memory stays bounded for any number of rows.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from ._shapes import as_targets
+from .ebm import ConditionalEBM
+
+__all__ = [
+    "WeightedSamples",
+    "importance_sample",
+    "map_chunks",
+    "predict_mean",
+    "log_likelihood",
+    "sample",
+    "refine",
+    "DEFAULT_MAX_CANDIDATES",
+]
+
+#: Candidates (rows x samples) evaluated at once by the chunked functions.
+DEFAULT_MAX_CANDIDATES = 2**20
+
+
+@dataclass(frozen=True)
+class WeightedSamples:
+    """Samples ``(M, n, D)`` with unnormalised log-weights ``(M, n)``.
+
+    With ``log_weights = f - log q`` (as :func:`importance_sample` makes them),
+    :meth:`log_normalizer` estimates ``log Z(x)``.
+    """
+
+    samples: Tensor
+    log_weights: Tensor
+
+    @property
+    def num_samples(self) -> int:
+        return self.samples.shape[0]
+
+    def weights(self) -> Tensor:
+        """Self-normalised weights ``(M, n)``, summing to one over M."""
+        return torch.softmax(self.log_weights, 0)
+
+    def mean(self) -> Tensor:
+        """SNIS mean ``(n, D)``."""
+        return (self.weights().unsqueeze(-1) * self.samples).sum(0)
+
+    def variance(self) -> Tensor:
+        """SNIS variance ``(n, D)`` (per dimension)."""
+        w = self.weights().unsqueeze(-1)
+        mean = (w * self.samples).sum(0)
+        return (w * (self.samples - mean) ** 2).sum(0)
+
+    def stddev(self) -> Tensor:
+        """SNIS standard deviation ``(n, D)``."""
+        return self.variance().sqrt()
+
+    def ess(self) -> Tensor:
+        """Effective sample size ``1 / sum_m w_m^2`` ``(n,)``, between 1 and M."""
+        return torch.exp(-torch.logsumexp(2 * torch.log_softmax(self.log_weights, 0), 0))
+
+    def log_normalizer(self) -> Tensor:
+        """``log Z(x) ≈ logsumexp_m log w_m - log M`` ``(n,)`` (biased low for finite M)."""
+        return torch.logsumexp(self.log_weights, 0) - math.log(self.num_samples)
+
+    def _sorted_1d(self) -> tuple[Tensor, Tensor]:
+        if self.samples.shape[-1] != 1:
+            raise ValueError("quantiles, intervals and cdf need one-dimensional targets (D = 1)")
+        values, order = self.samples.squeeze(-1).sort(0)  # (M, n)
+        return values, self.weights().gather(0, order)
+
+    def cdf(self, y: Tensor) -> Tensor:
+        """Weighted empirical CDF at ``y`` ``(n,)`` or ``(n, 1)`` -> ``(n,)`` (D = 1)."""
+        y = as_targets(y)
+        if self.samples.shape[-1] != 1:
+            raise ValueError("cdf needs one-dimensional targets (D = 1)")
+        return (self.weights() * (self.samples <= y.unsqueeze(0)).squeeze(-1)).sum(0)
+
+    def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
+        """Quantiles of the weighted empirical distribution (D = 1).
+
+        ``q`` a float -> ``(n,)``; ``q`` of shape ``(L,)`` -> ``(L, n)``. The quantile is the
+        smallest sample whose cumulative weight reaches ``q``.
+        """
+        values, w = self._sorted_1d()
+        levels = torch.as_tensor(q, dtype=values.dtype, device=values.device)
+        if ((levels < 0) | (levels > 1)).any():
+            raise ValueError(f"quantile levels must lie in [0, 1], got {q}")
+        cum = w.cumsum(0).T.contiguous()  # (n, M)
+        lv = levels.reshape(1, -1).expand(cum.shape[0], -1).contiguous()  # (n, L)
+        idx = torch.searchsorted(cum, lv).clamp_(max=values.shape[0] - 1)  # (n, L)
+        out = values.T.gather(1, idx).T  # (L, n)
+        return out.squeeze(0) if levels.dim() == 0 else out
+
+    def interval(self, level: float = 0.9) -> tuple[Tensor, Tensor]:
+        """Central interval holding ``level`` of the mass: ``(low, high)``, each ``(n,)``."""
+        if not 0 < level < 1:
+            raise ValueError(f"interval level must lie in (0, 1), got {level}")
+        low, high = self.quantile([(1 - level) / 2, (1 + level) / 2])
+        return low, high
+
+    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
+        """Sampling-importance-resampling: ``k`` draws ``(k, n, D)`` with probabilities w."""
+        idx = torch.multinomial(self.weights().T, k, replacement=True, generator=generator).T
+        d = self.samples.shape[-1]
+        return self.samples.gather(0, idx.unsqueeze(-1).expand(k, idx.shape[1], d))
+
+
+@torch.no_grad()
+def importance_sample(
+    model: ConditionalEBM,
+    x: Tensor,
+    num_samples: int = 1024,
+    generator: torch.Generator | None = None,
+) -> WeightedSamples:
+    """Draw M samples per row of ``x`` ``(n, ...)`` from the learned proposal and weigh them."""
+    h = model.features(x)
+    q = model.proposal_distribution(h)
+    ys = q.sample((num_samples,), generator=generator)  # (M, n, D)
+    log_w = model.log_unnormalized(None, ys, h=h) - q.log_prob(ys)
+    return WeightedSamples(ys, log_w)
+
+
+def _chunks(n: int, size: int) -> Iterator[slice]:
+    for start in range(0, n, size):
+        yield slice(start, min(start + size, n))
+
+
+def map_chunks(
+    fn: Callable[[WeightedSamples, slice], Tensor],
+    model: ConditionalEBM,
+    x: Tensor,
+    num_samples: int = 1024,
+    generator: torch.Generator | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Tensor:
+    """Apply ``fn(weighted_samples, rows)`` chunk by chunk; join the results on dim 0.
+
+    ``fn`` gets the weighted samples of ``x[rows]`` and returns a tensor whose dim 0 indexes
+    those rows. Chunks hold ``max_candidates // num_samples`` rows, so memory is bounded
+    whatever the number of rows is.
+    """
+    if x.shape[0] == 0:
+        raise ValueError("x has no rows")
+    size = max(1, max_candidates // num_samples)
+    return torch.cat(
+        [fn(importance_sample(model, x[rows], num_samples, generator), rows)
+         for rows in _chunks(x.shape[0], size)],
+        0,
+    )
+
+
+def predict_mean(
+    model: ConditionalEBM,
+    x: Tensor,
+    num_samples: int = 1024,
+    generator: torch.Generator | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Tensor:
+    """SNIS mean ``(n, D)`` of the EBM for each row of ``x``."""
+    return map_chunks(lambda ws, _: ws.mean(), model, x, num_samples, generator, max_candidates)
+
+
+def log_likelihood(
+    model: ConditionalEBM,
+    x: Tensor,
+    y: Tensor,
+    num_samples: int = 1024,
+    generator: torch.Generator | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Tensor:
+    """``log p(y|x) ≈ f(x, y) - log Z(x)`` ``(n,)``, with ``log Z`` by SNIS (report M with it).
+
+    ``y``: ``(n,)`` or ``(n, D)``.
+    """
+    y = as_targets(y)
+
+    def fn(ws: WeightedSamples, rows: slice) -> Tensor:
+        with torch.no_grad():
+            return model.log_unnormalized(x[rows], y[rows]) - ws.log_normalizer()
+
+    return map_chunks(fn, model, x, num_samples, generator, max_candidates)
+
+
+def sample(
+    model: ConditionalEBM,
+    x: Tensor,
+    k: int,
+    num_samples: int = 1024,
+    generator: torch.Generator | None = None,
+    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+) -> Tensor:
+    """``k`` approximate samples ``(k, n, D)`` from the EBM by sampling-importance-resampling."""
+    out = map_chunks(lambda ws, _: ws.resample(k, generator).transpose(0, 1),
+                     model, x, num_samples, generator, max_candidates)
+    return out.transpose(0, 1)
+
+
+def refine(
+    model: ConditionalEBM,
+    x: Tensor,
+    y_init: Tensor,
+    steps: int = 10,
+    step_size: float = 1e-3,
+) -> Tensor:
+    """Gradient ascent on ``f(x, y)`` from ``y_init`` ``(n, D)``; returns refined ``(n, D)``.
+
+    Each step proposes ``y' = y + lambda * grad_y f(x, y)`` per row; a row keeps ``y'`` if its
+    score did not drop and otherwise keeps ``y`` and halves its own ``lambda``.
+    """
+    y = as_targets(y_init).detach().clone()
+    with torch.no_grad():
+        h = model.features(x)
+    lam = torch.full((y.shape[0], 1), float(step_size), dtype=y.dtype, device=y.device)
+    for _ in range(steps):
+        y.requires_grad_(True)
+        with torch.enable_grad():
+            score = model.log_unnormalized(None, y, h=h)
+            (grad,) = torch.autograd.grad(score.sum(), y)
+        with torch.no_grad():
+            y = y.detach()
+            candidate = y + lam * grad
+            accept = (model.log_unnormalized(None, candidate, h=h) >= score.detach()).unsqueeze(-1)
+            y = torch.where(accept, candidate, y)
+            lam = torch.where(accept, lam, lam / 2)
+    return y.detach()

@@ -1,0 +1,33 @@
+"""A stand-alone mixture density network: feature network plus :class:`MDNHead`."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from .config import ModelConfig
+from .nn import mlp
+from .proposals import GaussianMixture, MDNHead
+
+__all__ = ["MixtureDensityNetwork"]
+
+
+class MixtureDensityNetwork(nn.Module):
+    """``q(y | x) = sum_k pi_k(x) N(y; mu_k(x), diag sigma_k(x)^2)`` with an exact density."""
+
+    def __init__(self, feature_net: nn.Module, head: MDNHead) -> None:
+        super().__init__()
+        self.feature_net = feature_net
+        self.head = head
+
+    @classmethod
+    def from_config(cls, config: ModelConfig) -> "MixtureDensityNetwork":
+        """The MLP network of ``config`` (feature net and proposal-head shapes)."""
+        return cls(
+            mlp(config.input_dim, config.feature_hidden),
+            MDNHead(config.feature_hidden[-1], config.target_dim, config.components,
+                    config.proposal_hidden, config.min_scale, config.max_scale),
+        )
+
+    def forward(self, x: Tensor) -> GaussianMixture:
+        """``x``: ``(n, *input_shape)`` -> mixture with batch ``(n,)``, event ``(D,)``."""
+        return self.head(self.feature_net(x))

@@ -1,0 +1,171 @@
+"""Proposals as modules that return ``torch.distributions`` objects.
+
+* :class:`GaussianMixture`: a diagonal Gaussian mixture, batch ``(n,)``, event ``(D,)``,
+  whose density is computed in log space and whose sampler draws the component first.
+* :class:`FixedGaussianMixture`: ``q(y | y_i) = 1/K sum_k N(y; y_i, sigma_k^2 I)``
+  (training only: it needs the target).
+* :class:`MDNHead`: the learned proposal ``q(y | h; phi)``, a mixture density network
+  head on features ``h``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import torch
+from torch import Tensor, nn
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
+
+from .nn import mlp
+
+__all__ = ["GaussianMixture", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
+
+
+class GaussianMixture(MixtureSameFamily):
+    """Mixture of K diagonal Gaussians over ``R^D`` for each of n inputs.
+
+    Args:
+        logits: ``(n, K)`` unnormalised component log-weights.
+        loc: ``(n, K, D)`` component means.
+        scale: ``(n, K, D)`` component standard deviations (positive).
+
+    ``log_prob`` is torch's log-sum-exp over components. ``sample`` draws one component
+    per sample and then one Gaussian draw, so its cost does not grow with K, and it takes
+    an optional ``torch.Generator``.
+    """
+
+    def __init__(self, logits: Tensor, loc: Tensor, scale: Tensor) -> None:
+        super().__init__(
+            Categorical(logits=logits),
+            Independent(Normal(loc, scale), 1),
+            validate_args=False,
+        )
+
+    @property
+    def loc(self) -> Tensor:
+        """``(n, K, D)`` component means."""
+        return self.component_distribution.base_dist.loc
+
+    @property
+    def scale(self) -> Tensor:
+        """``(n, K, D)`` component standard deviations."""
+        return self.component_distribution.base_dist.scale
+
+    def sample(
+        self, sample_shape: torch.Size | Sequence[int] = torch.Size(), generator: torch.Generator | None = None
+    ) -> Tensor:
+        """Draw ``(*sample_shape, n, D)`` samples (no gradient)."""
+        with torch.no_grad():
+            return self._sample(torch.Size(sample_shape), generator)
+
+    def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        num = math.prod(sample_shape)
+        probs = self.mixture_distribution.probs  # (n, K)
+        n, k = probs.shape
+        comp = torch.multinomial(probs, num, replacement=True, generator=generator)  # (n, num)
+        comp = comp.T  # (num, n)
+        d = self.loc.shape[-1]
+        idx = comp[..., None, None].expand(num, n, 1, d)
+        loc = self.loc.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
+        scale = self.scale.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
+        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
+        return (loc + scale * eps).reshape(*sample_shape, n, d)
+
+    def cdf(self, value: Tensor) -> Tensor:
+        """Mixture CDF for D = 1: ``value`` ``(..., n, 1)`` -> ``(..., n)``."""
+        if self.loc.shape[-1] != 1:
+            raise ValueError("cdf is defined for one-dimensional targets (D = 1) only")
+        z = (value.unsqueeze(-2) - self.loc) / self.scale  # (..., n, K, 1)
+        comp_cdf = torch.special.ndtr(z).squeeze(-1)  # (..., n, K)
+        return (comp_cdf * self.mixture_distribution.probs).sum(-1)
+
+
+class FixedGaussianMixture(nn.Module):
+    """``q(y | y_i) = 1/K sum_k N(y; y_i, sigma_k^2 I)``: the prior work's fixed proposal.
+
+    Args:
+        sigmas: the K standard deviations sigma_k (task hyper-parameters).
+    """
+
+    def __init__(self, sigmas: Sequence[float]) -> None:
+        super().__init__()
+        if len(sigmas) == 0 or any(not (s > 0 and math.isfinite(s)) for s in sigmas):
+            raise ValueError(f"sigmas must be positive and finite, got {list(sigmas)}")
+        self.register_buffer("sigmas", torch.tensor([float(s) for s in sigmas], dtype=torch.float64))
+
+    def forward(self, center: Tensor) -> GaussianMixture:
+        """``center``: ``(n, D)`` targets -> mixture with batch ``(n,)``, event ``(D,)``."""
+        return _centred_mixture(center, self.sigmas)
+
+    def perturb(
+        self, y: Tensor, beta: float, generator: torch.Generator | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """NCE+ label noise: ``y0 = y + nu``, ``nu ~ 1/K sum_k N(0, beta^2 sigma_k^2 I)``.
+
+        ``y``: ``(n, D)``. Returns ``y0`` ``(n, D)`` and ``log q(y0 | y)`` ``(n,)`` under the
+        *unscaled* fixed proposal (the density of the offset ``nu``), as NCE+ prescribes.
+        """
+        zero = torch.zeros_like(y)
+        nu = _centred_mixture(zero, self.sigmas * beta).sample((), generator=generator)
+        return y + nu, self(zero).log_prob(nu)
+
+
+def _centred_mixture(center: Tensor, sigmas: Tensor) -> GaussianMixture:
+    """Equal-weight mixture of ``N(center, sigma_k^2 I)``; ``center`` ``(n, D)``."""
+    n, d = center.shape
+    k = sigmas.numel()
+    loc = center.unsqueeze(1).expand(n, k, d)
+    scale = sigmas.to(center)[None, :, None].expand(n, k, d)
+    logits = torch.zeros(n, k, dtype=center.dtype, device=center.device)
+    return GaussianMixture(logits, loc, scale)
+
+
+def soft_clamp(x: Tensor, low: float, high: float) -> Tensor:
+    """Smoothly squash ``x`` into ``(low, high)``; slope 1 at the centre of the interval."""
+    mid, half = 0.5 * (low + high), 0.5 * (high - low)
+    return mid + half * torch.tanh((x - mid) / half)
+
+
+class MDNHead(nn.Module):
+    """Learned proposal ``q(y | h; phi)``: K diagonal Gaussians whose parameters come from h.
+
+    Three branches, each an MLP on ``h``, give the K*D means, the K*D log-variances and the
+    K weight logits. The log standard deviation is ``soft_clamp(log_var / 2)`` into
+    ``[log min_scale, log max_scale]``, so no component can collapse to zero width or blow
+    up, while gradients never vanish as they would under a hard clamp.
+
+    Args:
+        in_features: width H of the features.
+        target_dim: D.
+        components: K.
+        hidden: hidden widths of each branch.
+        min_scale, max_scale: bounds of the component standard deviations.
+    """
+
+    def __init__(
+        self,
+        in_features: int,
+        target_dim: int,
+        components: int = 4,
+        hidden: Sequence[int] = (10,),
+        min_scale: float = 1e-3,
+        max_scale: float = 1e3,
+    ) -> None:
+        super().__init__()
+        if components < 1 or target_dim < 1:
+            raise ValueError("components and target_dim must be at least 1")
+        if not 0 < min_scale < max_scale:
+            raise ValueError(f"need 0 < min_scale < max_scale, got {min_scale}, {max_scale}")
+        self.target_dim, self.components = target_dim, components
+        self.log_scale_bounds = (math.log(min_scale), math.log(max_scale))
+        self.mean = mlp(in_features, hidden, components * target_dim)
+        self.log_var = mlp(in_features, hidden, components * target_dim)
+        self.logits = mlp(in_features, hidden, components)
+
+    def forward(self, h: Tensor) -> GaussianMixture:
+        """``h``: ``(n, H)`` -> mixture with batch ``(n,)``, event ``(D,)``."""
+        n, k, d = h.shape[0], self.components, self.target_dim
+        loc = self.mean(h).view(n, k, d)
+        log_scale = soft_clamp(0.5 * self.log_var(h), *self.log_scale_bounds).view(n, k, d)
+        return GaussianMixture(self.logits(h), loc, log_scale.exp())

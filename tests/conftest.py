@@ -1,0 +1,32 @@
+"""Shared fixtures: paths to ../shared, a --device option, small helpers."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+SHARED = Path(__file__).resolve().parents[2] / "shared"
+TOY_DIR = SHARED / "data" / "toy"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--device", default="cpu", help="torch device for the tests (cpu, cuda)")
+
+
+@pytest.fixture(scope="session")
+def device(request: pytest.FixtureRequest) -> torch.device:
+    return torch.device(request.config.getoption("--device"))
+
+
+@pytest.fixture
+def toy_dir() -> Path:
+    if not (TOY_DIR / "toy2_test.npz").exists():
+        pytest.skip(f"reference toy data not found at {TOY_DIR} (../shared is absent)")
+    return TOY_DIR
+
+
+@pytest.fixture
+def gen() -> torch.Generator:
+    return torch.Generator().manual_seed(1234)

@@ -1,0 +1,116 @@
+"""Proposals: mixture densities against scipy, samplers against their moments, bounds."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import torch
+from scipy import stats
+
+from ebreg.proposals import FixedGaussianMixture, GaussianMixture, MDNHead, soft_clamp
+
+
+def _random_mixture(n: int, k: int, d: int, seed: int = 0) -> GaussianMixture:
+    g = torch.Generator().manual_seed(seed)
+    logits = torch.randn(n, k, generator=g, dtype=torch.float64)
+    loc = 2 * torch.randn(n, k, d, generator=g, dtype=torch.float64)
+    scale = 0.3 + torch.rand(n, k, d, generator=g, dtype=torch.float64)
+    return GaussianMixture(logits, loc, scale)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_mixture_log_prob_matches_scipy_loop(d: int) -> None:
+    q = _random_mixture(5, 4, d)
+    y = torch.randn(7, 5, d, dtype=torch.float64, generator=torch.Generator().manual_seed(1))
+    got = q.log_prob(y)
+    assert got.shape == (7, 5)
+    pi = torch.softmax(q.mixture_distribution.logits, -1).numpy()
+    for m in range(7):
+        for i in range(5):
+            dens = sum(
+                pi[i, k] * np.prod(stats.norm.pdf(y[m, i].numpy(), q.loc[i, k].numpy(), q.scale[i, k].numpy()))
+                for k in range(4)
+            )
+            assert got[m, i].item() == pytest.approx(math.log(dens), abs=1e-10)
+
+
+def test_mixture_log_prob_is_finite_far_in_the_tails() -> None:
+    # a sum of densities in linear space underflows to log(0) here; log space does not
+    q = GaussianMixture(torch.zeros(1, 2), torch.tensor([[[0.0], [1.0]]]), torch.full((1, 2, 1), 0.01))
+    lp = q.log_prob(torch.tensor([[[5.0]]]))
+    assert torch.isfinite(lp).all() and lp.item() < -50_000
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_sampler_moments_and_component_frequencies(d: int) -> None:
+    q = _random_mixture(3, 4, d, seed=2)
+    g = torch.Generator().manual_seed(3)
+    ys = q.sample((200_000,), generator=g)
+    assert ys.shape == (200_000, 3, d)
+    # mixture mean and variance in closed form; tolerance: 5 standard errors
+    pi = torch.softmax(q.mixture_distribution.logits, -1).unsqueeze(-1)
+    mean = (pi * q.loc).sum(1)
+    var = (pi * (q.scale**2 + q.loc**2)).sum(1) - mean**2
+    se = (var / ys.shape[0]).sqrt()
+    assert ((ys.mean(0) - mean).abs() < 5 * se).all()
+    assert torch.allclose(ys.var(0), var, rtol=0.02)
+
+
+def test_sampler_is_reproducible_with_a_generator() -> None:
+    q = _random_mixture(2, 3, 2)
+    a = q.sample((10,), generator=torch.Generator().manual_seed(5))
+    b = q.sample((10,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(a, b) and not a.requires_grad
+
+
+def test_cdf_matches_scipy() -> None:
+    q = _random_mixture(4, 3, 1)
+    y = torch.linspace(-4, 4, 9, dtype=torch.float64).view(9, 1, 1).expand(9, 4, 1)
+    pi = torch.softmax(q.mixture_distribution.logits, -1).numpy()
+    expected = sum(pi[None, :, k] * stats.norm.cdf(y[..., 0].numpy(), q.loc[:, k, 0].numpy(),
+                                                  q.scale[:, k, 0].numpy()) for k in range(3))
+    assert np.allclose(q.cdf(y).numpy(), expected, atol=1e-12)
+    with pytest.raises(ValueError, match="D = 1"):
+        _random_mixture(2, 2, 2).cdf(torch.zeros(2, 2))
+
+
+def test_fixed_mixture_density_by_hand() -> None:
+    fixed = FixedGaussianMixture([0.1, 0.8])
+    center = torch.tensor([[0.5]], dtype=torch.float64)
+    y = torch.tensor([[[0.7]]], dtype=torch.float64)
+    expected = 0.5 * stats.norm.pdf(0.7, 0.5, 0.1) + 0.5 * stats.norm.pdf(0.7, 0.5, 0.8)
+    assert fixed(center).log_prob(y).item() == pytest.approx(math.log(expected), rel=1e-12)
+    with pytest.raises(ValueError, match="positive"):
+        FixedGaussianMixture([0.1, -1.0])
+
+
+def test_nce_plus_perturbation_scale_and_density() -> None:
+    fixed = FixedGaussianMixture([0.4, 3.2])
+    y = torch.zeros(100_000, 1, dtype=torch.float64)
+    y0, log_q0 = fixed.perturb(y, beta=0.1, generator=torch.Generator().manual_seed(0))
+    # nu ~ 1/2 N(0, 0.04^2) + 1/2 N(0, 0.32^2): variance = (0.04^2 + 0.32^2) / 2
+    assert y0.var().item() == pytest.approx((0.04**2 + 0.32**2) / 2, rel=0.02)
+    # the density is the *unscaled* proposal's at the offset
+    assert torch.allclose(log_q0, fixed(torch.zeros_like(y)).log_prob(y0))
+
+
+def test_soft_clamp_bounds_and_unit_slope_at_centre() -> None:
+    x = torch.tensor([-1e6, 0.0, 1e6], requires_grad=True)
+    out = soft_clamp(x, -2.0, 2.0)
+    assert out[0] > -2.0 - 1e-6 and out[2] < 2.0 + 1e-6 and out[1] == 0.0
+    out.sum().backward()
+    assert x.grad[1].item() == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("d", [1, 3])
+def test_mdn_head_shapes_bounds_and_gradients(d: int) -> None:
+    torch.manual_seed(0)
+    head = MDNHead(6, d, components=4, hidden=(8,), min_scale=1e-2, max_scale=10.0)
+    h = 1e3 * torch.randn(5, 6)  # extreme features must not produce zero or huge widths
+    q = head(h)
+    assert q.batch_shape == (5,) and q.event_shape == (d,)
+    assert (q.scale >= 1e-2 * 0.999).all() and (q.scale <= 10.0 * 1.001).all()
+    q.log_prob(torch.randn(3, 5, d)).sum().backward()
+    assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
