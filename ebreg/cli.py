@@ -28,6 +28,8 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--method", choices=METHODS, default="joint_nce")
     demo.add_argument("--components", type=_positive_int, default=4, help="proposal components K")
     demo.add_argument("--data", default=None, help="optional .npz (x, y) to train on instead")
+    demo.add_argument("--reference", action="store_true",
+                      help="the official code's optimiser settings (constant lr 1e-3) instead of ours")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     return parser
 
@@ -36,7 +38,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
     m = run_demo(args.out, epochs=args.epochs, seed=args.seed, method=args.method,
-                 components=args.components, data=args.data, progress=not args.no_progress)
+                 components=args.components, data=args.data, reference=args.reference,
+                 progress=not args.no_progress)
     print(f"\n{m['method']} on toy 1, seed {m['seed']}, {m['epochs']} epochs "
           f"in {m['train_seconds']:.1f} s")
     print(f"  KL(truth || model)        {m['kl_to_truth']:.4f}")

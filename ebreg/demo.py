@@ -43,6 +43,7 @@ def run_demo(
     method: str = "joint_nce",
     components: int = 4,
     data: str | Path | None = None,
+    reference: bool = False,
     progress: bool = True,
     **train_overrides: Any,
 ) -> dict[str, Any]:
@@ -50,13 +51,15 @@ def run_demo(
     ``out/metrics.json`` and ``out/density.png``. Returns the metrics.
 
     ``data``: an ``.npz`` with arrays x, y to train on (e.g. the reference's exact points);
-    default: 2000 fresh points from :class:`ebreg.datasets.Toy1`.
+    default: 2000 fresh points from :class:`ebreg.datasets.Toy1`. ``reference``: the
+    official code's optimiser settings (:meth:`TrainConfig.reference`) instead of ours.
     """
     out = Path(out)
     train = load_toy1_reference(data) if data is not None else Toy1.sample(2000, TRAIN_DATA_SEED)
     test = Toy1.sample(2000, TEST_DATA_SEED)
     model_cfg = ModelConfig(components=components)
-    train_cfg = TrainConfig(method=method, epochs=epochs, seed=seed, **train_overrides)
+    make = TrainConfig.reference if reference else TrainConfig
+    train_cfg = make(method=method, epochs=epochs, seed=seed, **train_overrides)
     x, y = _tensors(train)
     result = fit(model_cfg, train_cfg, x, y, progress=progress)
     module = result.module

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import sys
 import time
 import warnings
 from collections.abc import Iterator
@@ -119,7 +120,7 @@ class EBMTrainer(L.LightningModule):
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
         opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
-        if cfg.warmup_steps == 0 and cfg.lr_schedule == "constant":
+        if cfg.warmup_fraction == 0 and cfg.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg=cfg, total=total))
@@ -147,11 +148,18 @@ class EBMTrainer(L.LightningModule):
 
 
 def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
-    """Learning-rate multiplier at optimiser step ``step`` of ``total``: warm-up, then schedule."""
-    factor = min(1.0, (step + 1) / cfg.warmup_steps) if cfg.warmup_steps else 1.0
+    """Learning-rate multiplier at optimiser step ``step`` of ``total``.
+
+    Linear warm-up over the first ``warmup_fraction`` of the steps, then constant or a
+    cosine decay that reaches zero at step ``total``.
+    """
+    warmup = int(cfg.warmup_fraction * total)
+    if step < warmup:
+        return (step + 1) / warmup
     if cfg.lr_schedule == "cosine":
-        factor *= 0.5 * (1 + math.cos(math.pi * min(step, total) / total))
-    return factor
+        progress = (step - warmup) / max(1, total - warmup)
+        return 0.5 * (1 + math.cos(math.pi * min(1.0, progress)))
+    return 1.0
 
 
 @dataclass(frozen=True)
@@ -227,12 +235,14 @@ def fit(
             num_sanity_val_steps=0,
             gradient_clip_val=None,
         )
-        if progress:
-            options["callbacks"] = [TQDMProgressBar(refresh_rate=10)]
+        train_loader = _loader(x, y, train_config.batch_size, True, seed)
+        if progress:  # on a terminal every 10 steps; in a log file once per epoch
+            rate = 10 if sys.stdout.isatty() else len(train_loader)
+            options["callbacks"] = [TQDMProgressBar(refresh_rate=rate)]
         options.update(trainer_kwargs)
         trainer = L.Trainer(**options)
         start = time.perf_counter()
-        trainer.fit(module, _loader(x, y, train_config.batch_size, True, seed), val)
+        trainer.fit(module, train_loader, val)
         seconds = time.perf_counter() - start
     module.eval()
     return FitResult(module, seconds)

@@ -59,6 +59,8 @@ def test_config_validation_names_the_problem() -> None:
         TrainConfig(fixed_sigmas=())
     with pytest.raises(ValueError, match="lr_schedule"):
         TrainConfig(lr_schedule="step")
+    with pytest.raises(ValueError, match="warmup_fraction"):
+        TrainConfig(warmup_fraction=1.0)
     with pytest.raises(ValueError, match="feature_hidden"):
         ModelConfig(feature_hidden=(10, 0))
     with pytest.raises(ValueError, match="unknown ModelConfig fields"):
@@ -68,11 +70,19 @@ def test_config_validation_names_the_problem() -> None:
 
 
 def test_learning_rate_factor() -> None:
-    cfg = TrainConfig(warmup_steps=10, lr_schedule="cosine")
-    assert lr_factor(0, cfg, 100) == pytest.approx(0.1)
-    assert lr_factor(50, cfg, 100) == pytest.approx(0.5)
+    cfg = TrainConfig(warmup_fraction=0.1, lr_schedule="cosine")
+    assert lr_factor(0, cfg, 100) == pytest.approx(0.1)  # warm-up: 10 steps
+    assert lr_factor(9, cfg, 100) == pytest.approx(1.0)
+    assert lr_factor(10, cfg, 100) == pytest.approx(1.0)  # cosine starts at the peak
+    assert lr_factor(55, cfg, 100) == pytest.approx(0.5)  # halfway through the decay
     assert lr_factor(100, cfg, 100) == pytest.approx(0.0)
-    assert lr_factor(5, TrainConfig(), 100) == 1.0
+    assert lr_factor(5, TrainConfig.reference(), 100) == 1.0
+
+
+def test_reference_settings() -> None:
+    ref = TrainConfig.reference(method="nce_fixed")
+    assert (ref.lr, ref.lr_schedule, ref.warmup_fraction, ref.method) == (1e-3, "constant", 0.0, "nce_fixed")
+    assert (ref.epochs, ref.batch_size, ref.num_samples) == (75, 32, 1024)
 
 
 def _tiny_fit(seed: int = 0, **kw):
