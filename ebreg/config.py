@@ -95,7 +95,9 @@ class TrainConfig(_JsonConfig):
     ``fixed_sigmas`` are the fixed proposal's sigma_k (``*_fixed`` methods);
     ``nce_plus_beta`` scales them for the NCE+ label noise. ``grad_clip_norm`` clips each
     network's gradient norm on its own (None: off). ``lr_schedule``: ``"constant"`` or
-    ``"cosine"`` (decay to zero at the last step).
+    ``"cosine"`` (decay to zero at the last step). ``standardize``: the networks see x and y
+    standardised with the training data's mean and standard deviation (the models still
+    take and return original units; the fixed proposal's sigmas are in original units).
     """
 
     method: str = "joint_nce"
@@ -108,12 +110,15 @@ class TrainConfig(_JsonConfig):
     grad_clip_norm: float | None = None
     warmup_fraction: float = 0.06
     lr_schedule: str = "cosine"
+    standardize: bool = True
     seed: int = 0
 
     @classmethod
     def reference(cls, **changes: Any) -> "TrainConfig":
-        """The official code's settings: Adam at a constant 1e-3, no warm-up, no clipping."""
-        base = {"lr": 1e-3, "warmup_fraction": 0.0, "lr_schedule": "constant", "grad_clip_norm": None}
+        """The official code's settings: Adam at a constant 1e-3, no warm-up, no clipping, raw
+        (unstandardised) inputs and targets."""
+        base = {"lr": 1e-3, "warmup_fraction": 0.0, "lr_schedule": "constant", "grad_clip_norm": None,
+                "standardize": False}
         return cls(**{**base, **changes})
 
     def __post_init__(self) -> None:

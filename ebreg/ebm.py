@@ -12,6 +12,7 @@ from ._shapes import as_candidates
 from .config import ModelConfig
 from .nn import ResidualBlock, mlp
 from .proposals import GaussianMixture, MDNHead
+from .scaling import AffineScaling
 
 __all__ = ["EnergyHead", "ConditionalEBM"]
 
@@ -33,7 +34,7 @@ class EnergyHead(nn.Module):
         residual_blocks: int = 1,
     ) -> None:
         super().__init__()
-        self.feature_dim = feature_dim
+        self.feature_dim, self.target_dim = feature_dim, target_dim
         self.target_net = mlp(target_dim, target_hidden)
         u_dim = target_hidden[-1] if target_hidden else target_dim
         self.joint = nn.Linear(feature_dim + u_dim, joint_width)
@@ -51,12 +52,17 @@ class EnergyHead(nn.Module):
 class ConditionalEBM(nn.Module):
     """Conditional EBM: feature network g, energy head f and an optional proposal head q.
 
+    Inputs and targets pass through :class:`AffineScaling` layers (identity until fitted):
+    the networks see standardised values, while every method here takes and returns
+    original units (scores, proposal samples and densities included).
+
     Args:
         feature_net: module mapping x ``(n, *input_shape)`` to h ``(n, H)``.
         energy: the energy head on ``(h, y)``.
         proposal: learned proposal head on h, or None (fixed-proposal training).
         detach_proposal_features: the proposal head reads ``sg[h]`` (the reference's
             choice), so the feature network is trained by the EBM loss alone.
+        input_dim: columns of x for its scaling (1 broadcasts over any input shape).
     """
 
     def __init__(
@@ -65,12 +71,15 @@ class ConditionalEBM(nn.Module):
         energy: EnergyHead,
         proposal: MDNHead | None = None,
         detach_proposal_features: bool = True,
+        input_dim: int = 1,
     ) -> None:
         super().__init__()
         self.feature_net = feature_net
         self.energy = energy
         self.proposal = proposal
         self.detach_proposal_features = detach_proposal_features
+        self.x_scaling = AffineScaling(input_dim)
+        self.y_scaling = AffineScaling(energy.target_dim)
 
     @classmethod
     def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> "ConditionalEBM":
@@ -86,11 +95,12 @@ class ConditionalEBM(nn.Module):
                        config.residual_blocks),
             proposal,
             config.detach_proposal_features,
+            config.input_dim,
         )
 
     def features(self, x: Tensor) -> Tensor:
-        """``x``: ``(n, *input_shape)`` -> h ``(n, H)``."""
-        return self.feature_net(x)
+        """``x``: ``(n, *input_shape)`` in original units -> h ``(n, H)``."""
+        return self.feature_net(self.x_scaling(x))
 
     def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
         """Scores ``f(x, y)``, a log-density up to a constant.
@@ -102,11 +112,12 @@ class ConditionalEBM(nn.Module):
             if x is None:
                 raise ValueError("pass x or h")
             h = self.features(x)
-        scores = self.energy(h, as_candidates(y))
+        scores = self.energy(h, self.y_scaling(as_candidates(y))) + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 
     def proposal_distribution(self, h: Tensor) -> GaussianMixture:
-        """The learned proposal ``q(y | x)`` from features ``h`` ``(n, H)``."""
+        """The learned proposal ``q(y | x)``, in original units, from features ``h`` ``(n, H)``."""
         if self.proposal is None:
             raise RuntimeError("this model has no learned proposal (it was trained with a fixed one)")
-        return self.proposal(h.detach() if self.detach_proposal_features else h)
+        q = self.proposal(h.detach() if self.detach_proposal_features else h)
+        return self.y_scaling.inverse_mixture(q)

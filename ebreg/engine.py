@@ -93,6 +93,16 @@ class EBMTrainer(L.LightningModule):
         teacher, student = teacher_student(f_data, log_q_data, f_samples, log_q_samples)
         return {"teacher_nce": teacher, "student": student}
 
+    @torch.no_grad()
+    def fit_scaling(self, x: Tensor, y: Tensor) -> None:
+        """Standardise every network's y, and x when it is a table ``(n, d)``, by these data."""
+        for net in (self.ebm, self.mdn):
+            if net is None:
+                continue
+            if x.dim() == 2:
+                net.x_scaling.fit_(x)
+            net.y_scaling.fit_(y)
+
     # --------------------------------------------------------------- lightning
     def on_fit_start(self) -> None:
         seed = self.train_config.seed * 7919 + 104729 * self.global_rank
@@ -223,6 +233,8 @@ def fit(
     with torch.random.fork_rng(devices=[]), _quiet_lightning(verbose):
         torch.manual_seed(seed)
         module = EBMTrainer(model_config, train_config)
+        if train_config.standardize:
+            module.fit_scaling(x, y)
         val = None
         if x_val is not None and y_val is not None:
             val = _loader(x_val, as_targets(y_val), 4096, False, seed)

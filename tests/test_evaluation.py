@@ -39,9 +39,9 @@ def test_a_short_joint_run_learns_toy1() -> None:
     data = Toy1.sample(2000, seed=0)
     x = torch.tensor(data.x, dtype=torch.float32).view(-1, 1)
     y = torch.tensor(data.y, dtype=torch.float32).view(-1, 1)
-    cfg = TrainConfig(method="joint_nce", epochs=15, num_samples=256, seed=0)
+    cfg = TrainConfig(method="joint_nce", epochs=20, num_samples=256, seed=0)
     module = fit(ModelConfig(), cfg, x, y, progress=False).module
     kl = toy1_kl_to_truth(scorer(module.ebm), Toy1.true_log_prob, points=512)
     kl_q = toy1_kl_to_truth(scorer(module.ebm, proposal=True), Toy1.true_log_prob, points=512)
-    # a flat model sits above 1.0 (see the test above); 15 epochs get well below
-    assert kl < 0.5 and kl_q < 0.6, (kl, kl_q)
+    # a flat model sits above 1.0 (see the test above); 20 epochs get well below
+    assert kl < 0.3 and kl_q < 0.4, (kl, kl_q)  # measured: 0.16 and 0.22
