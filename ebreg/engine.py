@@ -237,6 +237,8 @@ def fit(
             module.fit_scaling(x, y)
         val = None
         if x_val is not None and y_val is not None:
+            check_finite("x_val", x_val)
+            check_finite("y_val", y_val)
             val = _loader(x_val, as_targets(y_val), 4096, False, seed)
         options = dict(
             max_epochs=train_config.epochs,

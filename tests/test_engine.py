@@ -125,3 +125,25 @@ def test_fit_rejects_bad_data() -> None:
         fit(ModelConfig(), TrainConfig(), torch.zeros(3, 1), torch.zeros(2), progress=False)
     with pytest.raises(ValueError, match="target_dim"):
         fit(ModelConfig(), TrainConfig(), torch.zeros(3, 1), torch.zeros(3, 2), progress=False)
+
+
+def test_gradient_clipping_bounds_each_network_separately() -> None:
+    torch.manual_seed(0)
+    module = EBMTrainer(ModelConfig(input_dim=2), TrainConfig(method="joint_nce", grad_clip_norm=0.5))
+    for p in module.parameters():
+        p.grad = torch.full_like(p, 100.0)
+    module.configure_gradient_clipping(None)
+    groups = module._parameter_groups()
+    assert len(groups) == 2  # EBM (features + energy head) and proposal head
+    for group in groups:
+        norm = torch.linalg.vector_norm(torch.stack([torch.linalg.vector_norm(p.grad) for p in group]))
+        assert norm.item() == pytest.approx(0.5, rel=1e-4)
+
+
+def test_fit_with_validation_data_runs_the_validation_loop() -> None:
+    x, y = torch.linspace(-1, 1, 64).view(-1, 1), torch.sin(torch.linspace(-1, 1, 64))
+    cfg = TrainConfig(epochs=1, batch_size=16, num_samples=32)
+    result = fit(ModelConfig(), cfg, x, y, x[:8], y[:8], progress=False)
+    assert torch.isfinite(result.module.trainer.callback_metrics["val/loss"])
+    with pytest.raises(ValueError, match="y_val contains NaN"):
+        fit(ModelConfig(), cfg, x, y, x[:2], torch.tensor([0.0, float("nan")]), progress=False)
