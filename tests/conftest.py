@@ -1,4 +1,4 @@
-"""Shared fixtures: paths to ../shared, a --device option, small helpers."""
+"""Shared fixtures: the path to ../shared's toy data and a seeded generator."""
 
 from __future__ import annotations
 
@@ -9,15 +9,6 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOY_DIR = SHARED / "data" / "toy"
-
-
-def pytest_addoption(parser: pytest.Parser) -> None:
-    parser.addoption("--device", default="cpu", help="torch device for the tests (cpu, cuda)")
-
-
-@pytest.fixture(scope="session")
-def device(request: pytest.FixtureRequest) -> torch.device:
-    return torch.device(request.config.getoption("--device"))
 
 
 @pytest.fixture
