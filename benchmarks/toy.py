@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import math
-import os
 import sys
 import time
 from concurrent.futures import ProcessPoolExecutor, as_completed
@@ -108,7 +107,7 @@ def _snis_report(ebm, test, seed: int) -> dict[str, float]:
     return out
 
 
-def _figure(path: Path, dataset: str, panels_models: list[tuple[str, Any]], train) -> None:
+def _figure(path: Path, dataset: str, panels_models: list[tuple[str, Any]]) -> None:
     import numpy as np
     import torch
 
@@ -183,7 +182,7 @@ def run_one(dataset: str, method: str, k: int | None, seed: int, data_dir: str, 
         models.append(("its proposal", q))
     if fig_dir is not None and seed == 0:
         name = f"{dataset}_{method}" + (f"_K{k}" if k else "") + ".png"
-        _figure(Path(fig_dir) / name, dataset, models, train)
+        _figure(Path(fig_dir) / name, dataset, models)
     return records
 
 
@@ -244,5 +243,4 @@ def main(argv: list[str] | None = None) -> int:
 
 if __name__ == "__main__":
     sys.path.insert(0, str(ROOT))
-    os.environ.setdefault("PYTHONHASHSEED", "0")
     sys.exit(main())

@@ -43,9 +43,6 @@ class _JsonConfig:
             raise ValueError(f"unknown {cls.__name__} fields: {sorted(unknown)}")
         return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
-    def replace(self, **changes: Any):  # noqa: ANN201
-        return dataclasses.replace(self, **changes)  # type: ignore[type-var]
-
 
 @dataclass(frozen=True)
 class ModelConfig(_JsonConfig):
