@@ -68,9 +68,9 @@ def _teacher(records: list[dict[str, Any]]) -> list[str]:
 
 def write_report(records: list[dict[str, Any]], path: Path, command: str) -> None:
     """Write the markdown table of ``records`` to ``path``."""
-    from ebreg.io import atomic_write
+    from ebreg.io import write_text
 
-    text = "\n".join([
+    write_text(path, "\n".join([
         "# Toy benchmarks: every method, many seeds",
         "",
         f"Made by `{command}` (records in `toy.json`; figures for seed 0 in `toy_figures/`).",
@@ -88,5 +88,4 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
         *_snis(records),
         *_teacher(records),
         "",
-    ])
-    atomic_write(path, lambda tmp: tmp.write_text(text))
+    ]))

@@ -37,15 +37,21 @@ __all__ = [
     "refine",
     "fit",
     "NonFiniteLossError",
+    "EBMRegressor",
+    "MDNRegressor",
+    "load",
+    "ModelFileError",
 ]
 
-_LAZY = {"fit", "NonFiniteLossError", "FitResult", "EBMTrainer"}
+_LAZY = {"fit": "engine", "NonFiniteLossError": "engine", "FitResult": "engine", "EBMTrainer": "engine",
+         "EBMRegressor": "estimators", "MDNRegressor": "estimators", "load": "model_file",
+         "ModelFileError": "model_file"}
 
 
 def __getattr__(name: str) -> Any:
-    """Import the Lightning engine only when it is used (it is slow to import)."""
+    """Import the Lightning engine, scikit-learn and safetensors only when used (slow to import)."""
     if name in _LAZY:
-        from . import engine
+        import importlib
 
-        return getattr(engine, name)
+        return getattr(importlib.import_module(f".{_LAZY[name]}", __name__), name)
     raise AttributeError(f"module 'ebreg' has no attribute {name!r}")

@@ -95,6 +95,8 @@ class TrainConfig(_JsonConfig):
     ``"cosine"`` (decay to zero at the last step). ``standardize``: the networks see x and y
     standardised with the training data's mean and standard deviation (the models still
     take and return original units; the fixed proposal's sigmas are in original units).
+    ``patience``: with validation data, stop after this many epochs without a better
+    validation NLL and keep the best epoch's weights (None: train all epochs, keep the last).
     """
 
     method: str = "joint_nce"
@@ -108,6 +110,7 @@ class TrainConfig(_JsonConfig):
     warmup_fraction: float = 0.06
     lr_schedule: str = "cosine"
     standardize: bool = True
+    patience: int | None = None
     seed: int = 0
 
     @classmethod
@@ -129,6 +132,8 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"fixed_sigmas must be positive and finite, got {self.fixed_sigmas}")
         if not self.nce_plus_beta > 0:
             raise ValueError(f"nce_plus_beta must be positive, got {self.nce_plus_beta}")
+        if self.patience is not None and (int(self.patience) != self.patience or self.patience < 1):
+            raise ValueError(f"patience must be a positive integer or None, got {self.patience}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise ValueError(f"grad_clip_norm must be positive or None, got {self.grad_clip_norm}")
         if self.lr_schedule not in LR_SCHEDULES:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from functools import partial
 
 import lightning as L
-from lightning.pytorch.callbacks import TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -21,11 +21,16 @@ from torch.utils.data import DataLoader, TensorDataset
 from ._shapes import as_targets, check_finite
 from .config import FIXED_METHODS, JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
+from .inference import log_likelihood
 from .mdn import MixtureDensityNetwork
 from .objectives import joint_mlis, joint_nce, mdn_nll, ml_is, nce, teacher_student
 from .proposals import FixedGaussianMixture, GaussianMixture
 
-__all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult"]
+__all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult", "KeepBestWeights"]
+
+
+#: least number of proposal samples for the validation NLL of joint methods
+VALIDATION_SAMPLES = 1024
 
 
 class NonFiniteLossError(FloatingPointError):
@@ -121,11 +126,32 @@ class EBMTrainer(L.LightningModule):
             self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(batch[0]))
         return loss
 
+    def validation_nll(self, x: Tensor, y: Tensor) -> Tensor | None:
+        """Per-example NLL ``(n,)`` of the test-time model in original units, or None.
+
+        MDN methods: the MDN's exact NLL. Joint methods: SNIS with the learned proposal at
+        M = max(``num_samples``, 1024) (a small M biases log Z low and the NLL with it, most
+        when the proposal is still poor), drawn with the same noise every epoch so that
+        epochs compare.
+        Fixed-proposal methods have no stand-alone test-time model: None.
+        """
+        method = self.train_config.method
+        if method in MDN_METHODS:
+            return -self.mdn(x).log_prob(as_targets(y))
+        if method in JOINT_METHODS:
+            gen = torch.Generator(device=self.device).manual_seed(self.train_config.seed)
+            m = max(self.train_config.num_samples, VALIDATION_SAMPLES)
+            return -log_likelihood(self.ebm, x, y, m, gen, common_noise=True)
+        return None
+
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
         terms = self.losses(x, y)
         loss = torch.stack([v.mean() for v in terms.values()]).sum()
         self.log("val/loss", loss, on_epoch=True, batch_size=len(x), sync_dist=True)
+        nll = self.validation_nll(x, y)
+        if nll is not None:
+            self.log("val/nll", nll.mean(), on_epoch=True, batch_size=len(x), sync_dist=True, prog_bar=True)
 
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
@@ -172,12 +198,37 @@ def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
     return 1.0
 
 
+class KeepBestWeights(Callback):
+    """Keeps, in memory, the weights of the epoch with the lowest ``monitor`` and restores
+    them when training ends (also when it is stopped early)."""
+
+    def __init__(self, monitor: str) -> None:
+        self.monitor = monitor
+        self.best = math.inf
+        self.best_epoch: int | None = None
+        self._state: dict[str, Tensor] | None = None
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        value = trainer.callback_metrics.get(self.monitor)
+        if trainer.sanity_checking or value is None or not float(value) < self.best:
+            return
+        self.best, self.best_epoch = float(value), trainer.current_epoch
+        self._state = {k: v.detach().clone() for k, v in pl_module.state_dict().items()}
+
+    def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if self._state is not None:
+            pl_module.load_state_dict(self._state)
+
+
 @dataclass(frozen=True)
 class FitResult:
-    """A trained :class:`EBMTrainer` and the wall time its training took."""
+    """A trained :class:`EBMTrainer`, the wall time its training took and, with early
+    stopping, the kept epoch (0-based) and its validation NLL."""
 
     module: EBMTrainer
     train_seconds: float
+    best_epoch: int | None = None
+    best_val_nll: float | None = None
 
 
 def _loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
@@ -219,6 +270,8 @@ def fit(
 
     Seeded by ``train_config.seed`` without touching the caller's global RNG. Extra keyword
     arguments go to ``lightning.Trainer`` (``accelerator``, ``devices``, ``strategy``, ...).
+    With validation data and ``train_config.patience``, stops early on the validation NLL
+    (:meth:`EBMTrainer.validation_nll`) and returns the best epoch's weights.
     Raises :class:`NonFiniteLossError` as soon as a loss is not finite.
     """
     y = as_targets(y)
@@ -250,13 +303,24 @@ def fit(
             gradient_clip_val=None,
         )
         train_loader = _loader(x, y, train_config.batch_size, True, seed)
+        callbacks: list[Callback] = []
         if progress:  # on a terminal every 10 steps; in a log file once per epoch
             rate = 10 if sys.stdout.isatty() else len(train_loader)
-            options["callbacks"] = [TQDMProgressBar(refresh_rate=rate)]
+            callbacks.append(TQDMProgressBar(refresh_rate=rate))
+        keep = None
+        if val is not None and train_config.patience is not None:
+            if train_config.method in FIXED_METHODS:
+                raise ValueError(f"early stopping needs a test-time density; method "
+                                 f"{train_config.method!r} (fixed proposal) has none")
+            keep = KeepBestWeights("val/nll")
+            callbacks += [EarlyStopping("val/nll", patience=train_config.patience, check_finite=False), keep]
+        options["callbacks"] = callbacks
         options.update(trainer_kwargs)
         trainer = L.Trainer(**options)
         start = time.perf_counter()
         trainer.fit(module, train_loader, val)
         seconds = time.perf_counter() - start
     module.eval()
-    return FitResult(module, seconds)
+    if keep is None:
+        return FitResult(module, seconds)
+    return FitResult(module, seconds, keep.best_epoch, keep.best)

@@ -122,11 +122,15 @@ def importance_sample(
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
+    common_noise: bool = False,
 ) -> WeightedSamples:
-    """Draw M samples per row of ``x`` ``(n, ...)`` from the learned proposal and weigh them."""
+    """Draw M samples per row of ``x`` ``(n, ...)`` from the learned proposal and weigh them.
+
+    ``common_noise``: see :meth:`ebreg.proposals.GaussianMixture.sample`.
+    """
     h = model.features(x)
     q = model.proposal_distribution(h)
-    ys = q.sample((num_samples,), generator=generator)  # (M, n, D)
+    ys = q.sample((num_samples,), generator=generator, common_noise=common_noise)  # (M, n, D)
     log_w = model.log_unnormalized(None, ys, h=h) - q.log_prob(ys)
     return WeightedSamples(ys, log_w)
 
@@ -143,21 +147,28 @@ def map_chunks(
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    common_noise: bool = False,
 ) -> Tensor:
     """Apply ``fn(weighted_samples, rows)`` chunk by chunk; join the results on dim 0.
 
     ``fn`` gets the weighted samples of ``x[rows]`` and returns a tensor whose dim 0 indexes
     those rows. Chunks hold ``max_candidates // num_samples`` rows, so memory is bounded
-    whatever the number of rows is.
+    whatever the number of rows is. With ``common_noise`` every chunk starts from the same
+    generator state, so each row gets the same draws whatever the chunking (see
+    :meth:`ebreg.proposals.GaussianMixture.sample`); ``generator`` is then required.
     """
     if x.shape[0] == 0:
         raise ValueError("x has no rows")
+    if common_noise and generator is None:
+        raise ValueError("common_noise needs a seeded generator")
+    start = generator.get_state() if common_noise else None
     size = max(1, max_candidates // num_samples)
-    return torch.cat(
-        [fn(importance_sample(model, x[rows], num_samples, generator), rows)
-         for rows in _chunks(x.shape[0], size)],
-        0,
-    )
+    out = []
+    for rows in _chunks(x.shape[0], size):
+        if start is not None:
+            generator.set_state(start)
+        out.append(fn(importance_sample(model, x[rows], num_samples, generator, common_noise), rows))
+    return torch.cat(out, 0)
 
 
 def predict_mean(
@@ -166,9 +177,11 @@ def predict_mean(
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    common_noise: bool = False,
 ) -> Tensor:
-    """SNIS mean ``(n, D)`` of the EBM for each row of ``x``."""
-    return map_chunks(lambda ws, _: ws.mean(), model, x, num_samples, generator, max_candidates)
+    """SNIS mean ``(n, D)`` of the EBM for each row of ``x`` (``common_noise``: see
+    :func:`map_chunks`)."""
+    return map_chunks(lambda ws, _: ws.mean(), model, x, num_samples, generator, max_candidates, common_noise)
 
 
 def log_likelihood(
@@ -178,6 +191,7 @@ def log_likelihood(
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    common_noise: bool = False,
 ) -> Tensor:
     """``log p(y|x) ≈ f(x, y) - log Z(x)`` ``(n,)``, with ``log Z`` by SNIS (report M with it).
 
@@ -189,7 +203,7 @@ def log_likelihood(
         with torch.no_grad():
             return model.log_unnormalized(x[rows], y[rows]) - ws.log_normalizer()
 
-    return map_chunks(fn, model, x, num_samples, generator, max_candidates)
+    return map_chunks(fn, model, x, num_samples, generator, max_candidates, common_noise)
 
 
 def sample(
@@ -199,10 +213,11 @@ def sample(
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    common_noise: bool = False,
 ) -> Tensor:
     """``k`` approximate samples ``(k, n, D)`` from the EBM by sampling-importance-resampling."""
     out = map_chunks(lambda ws, _: ws.resample(k, generator).transpose(0, 1),
-                     model, x, num_samples, generator, max_candidates)
+                     model, x, num_samples, generator, max_candidates, common_noise)
     return out.transpose(0, 1)
 
 

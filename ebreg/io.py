@@ -1,15 +1,18 @@
-"""Atomic file writes: a crash mid-write leaves the old file or none, never half of one."""
+"""Atomic writes of files and folders: a crash mid-write leaves the old one or none, never
+half of one."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "write_json"]
+__all__ = ["atomic_write", "atomic_folder", "write_json", "write_text"]
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
@@ -27,7 +30,38 @@ def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     return path
 
 
+def atomic_folder(path: str | Path, write: Callable[[Path], None], may_replace: Callable[[Path], bool]) -> Path:
+    """Call ``write(tmp)`` on a new temporary folder beside ``path``, then move it to ``path``.
+
+    An existing ``path`` is replaced only if ``may_replace(path)`` (else ``FileExistsError``):
+    it is first renamed aside, then the new folder renamed in, then the old one deleted, so
+    at any moment ``path`` is the complete old folder, the complete new one, or absent.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.exists() and not (path.is_dir() and may_replace(path)):
+        raise FileExistsError(f"{path} exists and is not a folder this would replace; choose another path")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    try:
+        write(tmp)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = None
+    if path.exists():
+        old = path.with_name(f".{path.name}.old-{uuid.uuid4().hex[:8]}")
+        os.replace(path, old)
+    os.replace(tmp, path)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+    return path
+
+
+def write_text(path: str | Path, text: str) -> Path:
+    """Write ``text`` (UTF-8), atomically."""
+    return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
+
+
 def write_json(path: str | Path, data: Any) -> Path:
     """Write ``data`` as indented JSON, atomically."""
-    text = json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n"
-    return atomic_write(path, lambda tmp: tmp.write_text(text))
+    return write_text(path, json.dumps(data, indent=2, sort_keys=False, allow_nan=True) + "\n")

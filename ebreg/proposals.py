@@ -53,23 +53,38 @@ class GaussianMixture(MixtureSameFamily):
         return self.component_distribution.base_dist.scale
 
     def sample(
-        self, sample_shape: torch.Size | Sequence[int] = torch.Size(), generator: torch.Generator | None = None
+        self,
+        sample_shape: torch.Size | Sequence[int] = torch.Size(),
+        generator: torch.Generator | None = None,
+        common_noise: bool = False,
     ) -> Tensor:
-        """Draw ``(*sample_shape, n, D)`` samples (no gradient)."""
-        with torch.no_grad():
-            return self._sample(torch.Size(sample_shape), generator)
+        """Draw ``(*sample_shape, n, D)`` samples (no gradient).
 
-    def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None) -> Tensor:
+        With ``common_noise`` every row uses the same uniforms (stratified over the samples)
+        to pick components and the same standard normals: each row's samples still follow
+        its own mixture, and a row's samples no longer depend on which other rows are drawn
+        with it (predictions become invariant to batching and row order).
+        """
+        with torch.no_grad():
+            return self._sample(torch.Size(sample_shape), generator, common_noise)
+
+    def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None, common_noise: bool) -> Tensor:
         num = math.prod(sample_shape)
         probs = self.mixture_distribution.probs  # (n, K)
         n, k = probs.shape
-        comp = torch.multinomial(probs, num, replacement=True, generator=generator)  # (n, num)
-        comp = comp.T  # (num, n)
         d = self.loc.shape[-1]
+        like = {"device": probs.device, "dtype": probs.dtype}
+        if common_noise:
+            u = (torch.arange(num, **like) + torch.rand(1, generator=generator, **like)) / num  # stratified
+            cum = probs.cumsum(-1)
+            comp = torch.searchsorted(cum, u.expand(n, num).contiguous()).clamp_(max=k - 1).T  # (num, n)
+            eps = torch.randn(num, 1, d, generator=generator, **like)
+        else:
+            comp = torch.multinomial(probs, num, replacement=True, generator=generator).T  # (num, n)
+            eps = torch.randn(num, n, d, generator=generator, **like)
         idx = comp[..., None, None].expand(num, n, 1, d)
         loc = self.loc.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
         scale = self.scale.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
-        eps = torch.randn(loc.shape, generator=generator, device=loc.device, dtype=loc.dtype)
         return (loc + scale * eps).reshape(*sample_shape, n, d)
 
     def cdf(self, value: Tensor) -> Tensor:

@@ -1,4 +1,4 @@
-"""Shared fixtures: the path to ../shared's toy data and a seeded generator."""
+"""Shared fixtures: the paths to ../shared's toy and UCI data and a seeded generator."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOY_DIR = SHARED / "data" / "toy"
+UCI_DIR = SHARED / "data" / "uci"
 
 
 @pytest.fixture
@@ -16,6 +17,13 @@ def toy_dir() -> Path:
     if not (TOY_DIR / "toy2_test.npz").exists():
         pytest.skip(f"reference toy data not found at {TOY_DIR} (../shared is absent)")
     return TOY_DIR
+
+
+@pytest.fixture
+def uci_dir() -> Path:
+    if not (UCI_DIR / "concrete" / "data.txt").exists():
+        pytest.skip(f"UCI data not found at {UCI_DIR} (../shared is absent)")
+    return UCI_DIR
 
 
 @pytest.fixture

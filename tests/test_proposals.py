@@ -43,11 +43,11 @@ def test_mixture_log_prob_is_finite_far_in_the_tails() -> None:
     assert torch.isfinite(lp).all() and lp.item() < -50_000
 
 
-@pytest.mark.parametrize("d", [1, 3])
-def test_sampler_moments_and_component_frequencies(d: int) -> None:
+@pytest.mark.parametrize("d,common", [(1, False), (3, False), (1, True), (3, True)])
+def test_sampler_moments_and_component_frequencies(d: int, common: bool) -> None:
     q = _random_mixture(3, 4, d, seed=2)
     g = torch.Generator().manual_seed(3)
-    ys = q.sample((200_000,), generator=g)
+    ys = q.sample((200_000,), generator=g, common_noise=common)
     assert ys.shape == (200_000, 3, d)
     # mixture mean and variance in closed form; tolerance: 5 standard errors
     pi = torch.softmax(q.mixture_distribution.logits, -1).unsqueeze(-1)
@@ -63,6 +63,26 @@ def test_sampler_is_reproducible_with_a_generator() -> None:
     a = q.sample((10,), generator=torch.Generator().manual_seed(5))
     b = q.sample((10,), generator=torch.Generator().manual_seed(5))
     assert torch.equal(a, b) and not a.requires_grad
+
+
+def test_common_noise_draws_do_not_depend_on_the_other_rows() -> None:
+    q = _random_mixture(5, 3, 2, seed=4)
+    sub = GaussianMixture(q.mixture_distribution.logits[[3, 1]], q.loc[[3, 1]], q.scale[[3, 1]])
+    full = q.sample((64,), generator=torch.Generator().manual_seed(1), common_noise=True)
+    part = sub.sample((64,), generator=torch.Generator().manual_seed(1), common_noise=True)
+    assert torch.equal(full[:, [3, 1]], part)
+
+
+
+def test_common_noise_picks_components_in_proportion() -> None:
+    # tiny scales: each draw sits on its component's mean, so components can be counted
+    logits = torch.log(torch.tensor([[0.5, 0.3, 0.2], [0.1, 0.1, 0.8]]))
+    loc = torch.tensor([0.0, 10.0, 20.0]).view(1, 3, 1).expand(2, 3, 1)
+    q = GaussianMixture(logits, loc, torch.full((2, 3, 1), 1e-6))
+    ys = q.sample((100,), generator=torch.Generator().manual_seed(0), common_noise=True)
+    counts = torch.stack([(ys.squeeze(-1).round() == c).sum(0) for c in (0.0, 10.0, 20.0)], 1)
+    expected = 100 * torch.softmax(logits, -1)
+    assert ((counts - expected).abs() <= 1).all(), counts
 
 
 def test_cdf_matches_scipy() -> None:

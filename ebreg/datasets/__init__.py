@@ -1,5 +1,7 @@
 """Datasets with known conditional densities, and loaders for reference data."""
 
 from .toy import Toy1, Toy2, ToyData, load_toy1_reference, load_toy2_reference
+from .uci import UCIDataset, UCISplit, load_uci, uci_datasets
 
-__all__ = ["Toy1", "Toy2", "ToyData", "load_toy1_reference", "load_toy2_reference"]
+__all__ = ["Toy1", "Toy2", "ToyData", "load_toy1_reference", "load_toy2_reference",
+           "UCIDataset", "UCISplit", "load_uci", "uci_datasets"]

@@ -1,0 +1,182 @@
+"""UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
+
+    python benchmarks/uci.py --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
+                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost] [--quick]
+                             [--jobs 2] [--out benchmarks/results]
+
+Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
+``gaussian_mlp`` (the MDN with one component: a heteroscedastic Gaussian MLP),
+``deep_ensemble`` (5 of those with different seeds, predicting their equal-weight mixture),
+``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults).
+Every method sees the same training rows (ours carve their validation part from them)
+and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
+the coverage of the central 90 % interval. Wine's ratings are integers: its records also
+hold ``nll_dequantized``, from a second fit on targets with uniform noise of width 1 added
+to the training and the test targets.
+
+Each (dataset, split, method) appends one record to ``OUT/uci.json`` as soon as it is done
+and is skipped when its record exists. A task is one (dataset, split) with all its methods,
+run back to back in one worker process, so a split's methods are timed side by side.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci"
+METHODS = ("ebm", "mdn", "gaussian_mlp", "deep_ensemble", "ngboost")
+QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
+ENSEMBLE_SIZE = 5
+DEQUANTIZED = ("wine-quality-red",)
+
+
+def _mixture_predictive(loc, scale, weights=None):  # noqa: ANN001, ANN202
+    """A MixturePredictive from per-row component arrays ``(n, K)``."""
+    import numpy as np
+    import torch
+
+    from ebreg.predictive import MixturePredictive
+    from ebreg.proposals import GaussianMixture
+
+    loc, scale = (torch.as_tensor(np.asarray(a, dtype=np.float64)) for a in (loc, scale))
+    logits = torch.zeros_like(loc) if weights is None else torch.as_tensor(weights).log()
+    return MixturePredictive(GaussianMixture(logits, loc.unsqueeze(-1), scale.unsqueeze(-1)), squeeze=True)
+
+
+def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN001, ANN201
+    """Train ``method`` and return its predictive distribution on ``x_test``."""
+    import numpy as np
+
+    from ebreg.estimators import EBMRegressor, MDNRegressor
+
+    if method == "ebm":
+        return EBMRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
+    if method == "mdn":
+        return MDNRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
+    if method == "gaussian_mlp":
+        return MDNRegressor(components=1, random_state=seed).fit(x_train, y_train).predict_dist(x_test)
+    if method == "deep_ensemble":
+        members = [MDNRegressor(components=1, random_state=seed * ENSEMBLE_SIZE + i).fit(x_train, y_train)
+                   .predict_dist(x_test) for i in range(ENSEMBLE_SIZE)]
+        return _mixture_predictive(np.stack([m.mean for m in members], 1), np.stack([m.stddev for m in members], 1))
+    if method == "ngboost":
+        from ngboost import NGBRegressor
+
+        ngb = NGBRegressor(random_state=seed, verbose=False).fit(x_train, y_train)
+        params = ngb.pred_dist(x_test).params
+        return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
+    raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
+
+
+def score(dist, y) -> dict[str, float]:  # noqa: ANN001
+    """Test metrics of a predictive distribution at targets ``y`` ``(n,)``."""
+    import numpy as np
+
+    low, high = dist.interval(0.9)
+    return {
+        "nll": float(-dist.log_prob(y).mean()),
+        "rmse": float(np.sqrt(np.mean((dist.mean - y) ** 2))),
+        "crps": float(dist.crps(y).mean()),
+        "coverage90": float(np.mean((low <= y) & (y <= high))),
+    }
+
+
+def run_split(data_dir: str, dataset: str, split: int, methods: list[str]) -> list[dict[str, Any]]:
+    """All ``methods`` on one split of one dataset; one record each."""
+    import numpy as np
+    import torch
+
+    torch.set_num_threads(1)
+    from ebreg.datasets import load_uci
+
+    part = load_uci(Path(data_dir) / dataset).split(split)
+    records = []
+    for method in methods:
+        start = time.perf_counter()
+        rec: dict[str, Any] = {"dataset": dataset, "split": split, "method": method}
+        try:
+            rec.update(score(fit_predict(method, part.x_train, part.y_train, part.x_test, split), part.y_test))
+        except Exception as err:  # noqa: BLE001 - a failed run is recorded, never dropped
+            rec.update({k: math.nan for k in ("nll", "rmse", "crps", "coverage90")}, error=repr(err))
+        if dataset in DEQUANTIZED:
+            rng = np.random.RandomState(1000 + split)
+            y_tr = part.y_train + rng.uniform(-0.5, 0.5, part.y_train.shape)
+            y_te = part.y_test + rng.uniform(-0.5, 0.5, part.y_test.shape)
+            try:
+                dist = fit_predict(method, part.x_train, y_tr, part.x_test, split)
+                rec["nll_dequantized"] = float(-dist.log_prob(y_te).mean())
+            except Exception as err:  # noqa: BLE001
+                rec["nll_dequantized"], rec["error_dequantized"] = math.nan, repr(err)
+        rec["seconds"] = time.perf_counter() - start
+        records.append(rec)
+    return records
+
+
+def run_key(rec: dict[str, Any]) -> tuple:
+    return rec["dataset"], rec["split"], rec["method"]
+
+
+def main(argv: list[str] | None = None) -> int:
+    from ebreg.datasets import load_uci, uci_datasets
+    from ebreg.io import write_json
+
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of UCI dataset folders")
+    p.add_argument("--datasets", default=None, help="comma-separated folder names (default: all)")
+    p.add_argument("--splits", default=None, help="comma-separated split numbers (default: all)")
+    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--quick", action="store_true", help=f"splits 0-2 of {', '.join(QUICK_DATASETS)}")
+    p.add_argument("--jobs", type=int, default=2)
+    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    args = p.parse_args(argv)
+    methods = args.methods.split(",")
+    unknown = set(methods) - set(METHODS)
+    if unknown:
+        p.error(f"unknown methods {sorted(unknown)}; choose from {', '.join(METHODS)}")
+    names = args.datasets.split(",") if args.datasets else (list(QUICK_DATASETS) if args.quick
+                                                             else uci_datasets(args.data))
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "uci.json"
+    records = json.loads(path.read_text()) if path.exists() else []
+    done = {run_key(r) for r in records}
+    tasks = []
+    loaded = {name: load_uci(Path(args.data) / name) for name in names}
+    for name in sorted(names, key=lambda n: len(loaded[n].y)):  # small datasets first
+        n_splits = loaded[name].n_splits
+        splits = [int(s) for s in args.splits.split(",")] if args.splits else range(3 if args.quick else n_splits)
+        for k in splits:
+            todo = [m for m in methods if (name, k, m) not in done]
+            if todo:
+                tasks.append((name, k, todo))
+    print(f"{sum(len(t[2]) for t in tasks)} runs in {len(tasks)} tasks ({len(done)} already recorded) -> {path}",
+          flush=True)
+    start = time.perf_counter()
+    with ProcessPoolExecutor(max_workers=args.jobs) as pool:
+        futures = [pool.submit(run_split, args.data, *t) for t in tasks]
+        for i, fut in enumerate(as_completed(futures), 1):
+            new = fut.result()
+            keys = {run_key(r) for r in new}
+            records = [r for r in (json.loads(path.read_text()) if path.exists() else []) if run_key(r) not in keys]
+            write_json(path, sorted(records + new, key=run_key))
+            summary = ", ".join(f"{r['method']} nll={r['nll']:.3f} ({r['seconds']:.0f} s)" for r in new)
+            print(f"[{i}/{len(tasks)}] {new[0]['dataset']} split {new[0]['split']}: {summary}", flush=True)
+    print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
+    from benchmarks.uci_report import write_report
+
+    write_report(json.loads(path.read_text()), out / "uci.md",
+                 " ".join(["python", "benchmarks/uci.py", *(argv if argv is not None else sys.argv[1:])]))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT))
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Markdown summary of ``uci.json``: mean ± standard error over splits, published numbers beside."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from benchmarks.uci import METHODS
+
+#: ../shared/data/uci/published.md (as printed: Deep Ensembles and NGBoost most likely print
+#: standard deviations over the 20 splits; only the means are compared here)
+PUBLISHED_NLL = {
+    "Deep Ensembles": {"bostonHousing": 2.41, "concrete": 3.06, "energy": 1.38, "power-plant": 2.79,
+                       "protein-tertiary-structure": 2.83, "wine-quality-red": 0.94},
+    "NGBoost": {"bostonHousing": 2.43, "concrete": 3.04, "energy": 0.60, "power-plant": 2.79,
+                "protein-tertiary-structure": 2.81, "wine-quality-red": 0.91},
+}
+PUBLISHED_RMSE = {
+    "Deep Ensembles": {"bostonHousing": 3.28, "concrete": 6.03, "energy": 2.09, "power-plant": 4.11,
+                       "protein-tertiary-structure": 4.71, "wine-quality-red": 0.64},
+    "NGBoost": {"bostonHousing": 2.94, "concrete": 5.06, "energy": 0.46, "power-plant": 3.79,
+                "protein-tertiary-structure": 4.33, "wine-quality-red": 0.63},
+}
+
+
+def _mean_se(values: list[float]) -> tuple[float, float]:
+    if len(values) < 2:
+        return (values[0] if values else math.nan), math.nan
+    return statistics.fmean(values), statistics.stdev(values) / math.sqrt(len(values))
+
+
+def _cell(values: list[float], digits: int = 3) -> str:
+    if not values:
+        return "–"
+    bad = sum(not math.isfinite(v) for v in values)
+    if bad:
+        return f"{bad} failed of {len(values)}"
+    m, se = _mean_se(values)
+    return f"{m:.{digits}f} ± {se:.{digits}f}" if math.isfinite(se) else f"{m:.{digits}f}"
+
+
+def _by(records: list[dict[str, Any]]) -> dict[tuple[str, str], dict[int, dict[str, Any]]]:
+    out: dict[tuple[str, str], dict[int, dict[str, Any]]] = defaultdict(dict)
+    for r in records:
+        out[(r["dataset"], r["method"])][r["split"]] = r
+    return out
+
+
+def _table(records: list[dict[str, Any]], metric: str, published: dict[str, dict[str, float]] | None,
+           digits: int = 3) -> list[str]:
+    by = _by(records)
+    datasets = sorted({r["dataset"] for r in records if metric in r})
+    methods = [m for m in METHODS if any((d, m) in by for d in datasets)]
+    pub = list(published) if published else []
+    lines = ["| dataset | splits | " + " | ".join(methods + [f"{p} (published)" for p in pub]) + " |",
+             "|---" * (2 + len(methods) + len(pub)) + "|"]
+    for d in datasets:
+        n = max(len(by[(d, m)]) for m in methods if (d, m) in by)
+        cells = [_cell([r[metric] for r in by[(d, m)].values() if metric in r], digits) for m in methods]
+        cells += [f"{published[p][d]:.2f}" if d in published[p] else "–" for p in pub] if published else []
+        lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _wins(records: list[dict[str, Any]]) -> list[str]:
+    """EBM vs each other method on the same splits (paired) and vs the published means."""
+    by = _by(records)
+    lines = ["| dataset | " + " | ".join(f"EBM − {m}" for m in METHODS[1:]) + " | EBM vs published DE / NGBoost |",
+             "|---" * (len(METHODS) + 1) + "|"]
+    for d in sorted({r["dataset"] for r in records}):
+        ebm = {k: r["nll"] for k, r in by[(d, "ebm")].items()}
+        cells = []
+        for m in METHODS[1:]:
+            other = {k: r["nll"] for k, r in by[(d, m)].items()}
+            diffs = [ebm[k] - other[k] for k in sorted(set(ebm) & set(other))]
+            if len(diffs) < 2 or not all(math.isfinite(x) for x in diffs):
+                cells.append("–")
+                continue
+            mean, se = _mean_se(diffs)
+            verdict = "win" if mean < -se else ("loss" if mean > se else "tie")
+            cells.append(f"{mean:+.3f} ± {se:.3f} ({verdict})")
+        m_ebm, se_ebm = _mean_se(list(ebm.values())) if ebm else (math.nan, math.nan)
+        pubs = []
+        for name, table in PUBLISHED_NLL.items():
+            if d in table and math.isfinite(m_ebm):
+                better = m_ebm + (se_ebm if math.isfinite(se_ebm) else 0) < table[d]
+                pubs.append(f"{name}: {'win' if better else 'no win'}")
+        cells.append("; ".join(pubs) or "–")
+        lines.append(f"| {d} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def _dequantized(records: list[dict[str, Any]]) -> list[str]:
+    with_dq = [r for r in records if "nll_dequantized" in r]
+    if not with_dq:
+        return []
+    return ["## Test NLL, dequantised (uniform noise of width 1 on train and test targets)", "",
+            *_table(with_dq, "nll_dequantized", None), ""]
+
+
+def write_report(records: list[dict[str, Any]], path: Path, command: str) -> None:
+    """Write the markdown report of ``records`` to ``path``."""
+    from ebreg.io import write_text
+
+    write_text(path, "\n".join([
+        "# UCI regression benchmark (fixed splits)",
+        "",
+        f"Made by `{command}` (records in `uci.json`). Mean ± standard error over the splits run",
+        "(the `splits` column); all metrics on the test rows in original target units; lower is",
+        "better except coverage (nominal 0.90). Published numbers are the means printed by their",
+        "papers (`../shared/data/uci/published.md`) on the same splits.",
+        "",
+        "## Test NLL",
+        "",
+        "Wine here is scored on its integer ratings as they are (a density can spike on the",
+        "integers); see the dequantised table below.",
+        "",
+        *_table(records, "nll", PUBLISHED_NLL),
+        "",
+        *_dequantized(records),
+        "## EBM's NLL against the others",
+        "",
+        "Paired over the same splits: mean difference ± its standard error; `win`/`loss` when the",
+        "difference exceeds one standard error. Against a published mean: `win` when the EBM's",
+        "mean plus its standard error is below it.",
+        "",
+        *_wins(records),
+        "",
+        "## Test RMSE of the predictive mean",
+        "",
+        *_table(records, "rmse", PUBLISHED_RMSE),
+        "",
+        "## Test CRPS",
+        "",
+        *_table(records, "crps", None),
+        "",
+        "## Coverage of the central 90 % interval",
+        "",
+        *_table(records, "coverage90", None),
+        "",
+        "## Seconds per split (training and prediction; wine includes its dequantised refit)",
+        "",
+        *_table(records, "seconds", None, digits=1),
+        "",
+    ]))

@@ -1,0 +1,217 @@
+"""scikit-learn estimators: :class:`EBMRegressor` (an EBM with a learned proposal) and
+:class:`MDNRegressor` (a mixture density network, optionally taught by an EBM).
+
+Both take tables ``X`` ``(n, d)`` and targets ``y`` ``(n,)`` or ``(n, D)``, standardise them
+inside the model, hold out ``validation_fraction`` of the training rows for early stopping
+on the validation NLL, and keep the best epoch. Training and prediction are seeded from
+``random_state`` and never touch the global random state when it is an integer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.utils import check_random_state
+from sklearn.utils.validation import check_is_fitted, validate_data
+
+from .config import JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
+from .predictive import MixturePredictive, SNISPredictive
+
+__all__ = ["EBMRegressor", "MDNRegressor"]
+
+_DEVICES = ("cpu", "cuda", "auto")
+
+
+class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
+    """Fitting, validation split and shape handling shared by both estimators."""
+
+    _methods: tuple[str, ...] = ()
+
+    def __init__(
+        self,
+        method: str | None = None,
+        components: int = 4,
+        hidden: tuple[int, ...] = (64, 64),
+        energy_width: int = 32,
+        num_samples: int = 256,
+        predict_samples: int = 1024,
+        epochs: int = 150,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        validation_fraction: float = 0.1,
+        patience: int | None = 20,
+        device: str = "cpu",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+    ) -> None:
+        self.method = method
+        self.components = components
+        self.hidden = hidden
+        self.energy_width = energy_width
+        self.num_samples = num_samples
+        self.predict_samples = predict_samples
+        self.epochs = epochs
+        self.batch_size = batch_size
+        self.lr = lr
+        self.validation_fraction = validation_fraction
+        self.patience = patience
+        self.device = device
+        self.random_state = random_state
+        self.verbose = verbose
+
+    def __sklearn_tags__(self):  # noqa: ANN204
+        tags = super().__sklearn_tags__()
+        tags.target_tags.multi_output = True
+        tags.non_deterministic = False
+        return tags
+
+    def _method(self) -> str:
+        """The method to train: ``method``, or this estimator's first method when None."""
+        return self._methods[0] if self.method is None else self.method
+
+    def _model_config(self, input_dim: int, target_dim: int) -> ModelConfig:
+        w = self.energy_width
+        return ModelConfig(input_dim=input_dim, target_dim=target_dim, feature_hidden=tuple(self.hidden),
+                           target_hidden=(w, w), joint_width=w, components=self.components,
+                           proposal_hidden=(self.hidden[-1],))
+
+    def _check_params(self) -> None:
+        name = type(self).__name__
+        if self._method() not in self._methods:
+            raise ValueError(f"{name}: unknown method {self.method!r}; choose one of {', '.join(self._methods)}")
+        if self.device not in _DEVICES:
+            raise ValueError(f"{name}: device must be one of {', '.join(_DEVICES)}, got {self.device!r}")
+        if not 0 <= self.validation_fraction < 1:
+            raise ValueError(f"{name}: validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+
+    def _torch_device(self) -> torch.device:
+        if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
+            return torch.device("cpu")
+        return torch.device("cuda")
+
+    def _split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
+        """Training and validation row indices; no validation part when it would be empty
+        or leave fewer than 2 training rows."""
+        n_val = int(math.floor(self.validation_fraction * n))
+        if n_val < 1 or n - n_val < 2:
+            return np.arange(n), None
+        order = np.random.RandomState(seed).permutation(n)
+        return np.sort(order[n_val:]), np.sort(order[:n_val])
+
+    def fit(self, X: Any, y: Any) -> "_ProbabilisticRegressor":
+        """Train on ``X`` ``(n, d)`` and ``y`` ``(n,)`` or ``(n, D)``; returns self."""
+        from .engine import fit as train
+
+        self._check_params()
+        X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
+        name = type(self).__name__
+        if X.shape[0] < 2:
+            raise ValueError(f"{name} needs at least 2 samples to fit, got {X.shape[0]} sample")
+        Y = y.reshape(len(y), -1)
+        constant = [j for j in range(Y.shape[1]) if np.ptp(Y[:, j]) == 0]
+        if constant:
+            raise ValueError(f"{name}: target column(s) {constant} are constant; there is no distribution to learn")
+        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
+        train_rows, val_rows = self._split(len(X), seed)
+        tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
+        x_val = y_val = None
+        if val_rows is not None:
+            x_val, y_val = (t[val_rows] for t in tensors)
+        train_cfg = TrainConfig(
+            method=self._method(), epochs=self.epochs, batch_size=min(self.batch_size, len(train_rows)),
+            lr=self.lr, num_samples=self.num_samples, patience=self.patience if val_rows is not None else None,
+            seed=seed,
+        )
+        model_cfg = self._model_config(X.shape[1], Y.shape[1])
+        accelerator = "gpu" if self._torch_device().type == "cuda" else "cpu"
+        result = train(model_cfg, train_cfg, tensors[0][train_rows], tensors[1][train_rows], x_val, y_val,
+                       progress=self.verbose, accelerator=accelerator, devices=1)
+        module = result.module.to(self._torch_device())
+        self.model_ = module.mdn if module.mdn is not None else module.ebm
+        self.model_.requires_grad_(False)
+        self.model_config_ = model_cfg
+        self.squeeze_ = y.ndim == 1
+        self.seed_ = seed
+        self.n_epochs_ = result.module.current_epoch
+        self.best_epoch_ = result.best_epoch
+        self.best_val_nll_ = result.best_val_nll
+        self.train_seconds_ = result.train_seconds
+        return self
+
+    def save(self, path: Any, metrics: dict[str, Any] | None = None, table: dict[str, Any] | None = None) -> Any:
+        """Write this fitted estimator to a model folder (see :mod:`ebreg.model_file`)."""
+        from .model_file import save
+
+        check_is_fitted(self)
+        return save(self, path, metrics, table)
+
+    def _x(self, X: Any) -> torch.Tensor:
+        check_is_fitted(self)
+        X = validate_data(self, X, reset=False, dtype=np.float64)
+        return torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32, device=self._torch_device())
+
+    def predict_dist(self, X: Any) -> MixturePredictive | SNISPredictive:
+        """The predictive distribution of every row of ``X`` (see :mod:`ebreg.predictive`)."""
+        raise NotImplementedError
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Predictive mean, ``(n,)`` or ``(n, D)`` like the ``y`` given to ``fit``."""
+        return self.predict_dist(X).mean
+
+    def log_likelihood(self, X: Any, y: Any) -> np.ndarray:
+        """``log p(y_i | x_i)`` per row ``(n,)`` in original units."""
+        dist = self.predict_dist(X)
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape[0] != dist.mean.shape[0] or not np.isfinite(y).all():
+            raise ValueError(f"y must be finite with one row per row of X ({dist.mean.shape[0]}), got shape {y.shape}")
+        return dist.log_prob(y)
+
+
+class EBMRegressor(_ProbabilisticRegressor):
+    """Conditional EBM ``p(y|x) ∝ exp f(x, y)`` trained jointly with a mixture-density proposal.
+
+    Args:
+        method: ``"joint_nce"`` (NCE, the paper's variant B; the default, None) or
+            ``"joint_mlis"`` (variant A).
+        components: mixture components K of the proposal.
+        hidden: widths of the feature network's layers.
+        energy_width: width of the energy head (its target network and joint layers).
+        num_samples: proposal samples M per example in training.
+        predict_samples: proposal samples M per row at prediction (SNIS).
+        epochs, batch_size, lr: the optimiser's budget (Adam, warm-up then cosine decay).
+        validation_fraction: share of the training rows held out for early stopping
+            (0: none, train all epochs).
+        patience: epochs without a better validation NLL before stopping.
+        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        random_state: seed (int), ``RandomState`` or None.
+        verbose: show a progress bar.
+    """
+
+    _methods = JOINT_METHODS
+
+    def predict_dist(self, X: Any) -> SNISPredictive:
+        """SNIS predictions with the learned proposal (M = ``predict_samples``, common noise)."""
+        x = self._x(X)
+        return SNISPredictive(self.model_, x, self.predict_samples, self.seed_, self.squeeze_)
+
+
+class MDNRegressor(_ProbabilisticRegressor):
+    """Mixture density network ``q(y|x) = sum_k pi_k N(y; mu_k, sigma_k^2)`` with an exact density.
+
+    Args:
+        method: ``"mdn"`` (maximum likelihood; the default, None) or ``"mdn_teacher"`` (trained towards an EBM
+            teacher learned alongside; ``num_samples`` and ``energy_width`` apply to it).
+        Other arguments as :class:`EBMRegressor`.
+    """
+
+    _methods = MDN_METHODS
+
+    def predict_dist(self, X: Any) -> MixturePredictive:
+        """The exact mixture of every row."""
+        x = self._x(X)
+        with torch.no_grad():
+            return MixturePredictive(self.model_(x), self.squeeze_)
