@@ -1,4 +1,9 @@
-"""Command line: ``ebreg demo`` (more commands build on the same library calls)."""
+"""Command line: ``ebreg demo | fit | predict | evaluate | plot``.
+
+Every error a user can cause (a missing or unreadable file, a wrong column, bad values,
+a damaged model folder, an invalid option) ends in one line ``ebreg: error: ...`` and exit
+status 2, and leaves no partial output behind.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +11,7 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .config import METHODS
+from .config import JOINT_METHODS, MDN_METHODS, METHODS
 
 __all__ = ["main"]
 
@@ -18,9 +23,82 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _level(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 < value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text}")
+    return value
+
+
+def _levels(text: str) -> list[float]:
+    return [_level(t) for t in text.split(",")]
+
+
+def _names(text: str) -> list[str]:
+    names = [t.strip() for t in text.split(",")]
+    if not all(names):
+        raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    return names
+
+
+def _non_negative_int(text: str) -> int:
+    value = int(text)
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"must be a non-negative integer, got {text}")
+    return value
+
+
+def _table_commands(sub: argparse._SubParsersAction) -> None:
+    fit = sub.add_parser("fit", help="train a model on a table (CSV, Parquet or NPZ) and write a model folder")
+    fit.add_argument("data", help="training table: .csv (with a header), .parquet or .npz")
+    fit.add_argument("--target", required=True, type=_names, help="target column(s), comma-separated")
+    fit.add_argument("--features", type=_names, default=None, help="feature columns (default: all others)")
+    fit.add_argument("--method", choices=JOINT_METHODS + MDN_METHODS, default="joint_nce")
+    fit.add_argument("--epochs", type=_positive_int, default=None, help="most epochs (early stopping may end sooner)")
+    fit.add_argument("--components", type=_positive_int, default=None, help="mixture components K")
+    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--one-hot", action="store_true", help="one-hot encode non-numeric feature columns")
+    fit.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+    fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    fit.add_argument("--out", required=True, help="model folder to write")
+
+    pred = sub.add_parser("predict", help="predictive mean, stddev, intervals, quantiles and samples per row")
+    pred.add_argument("model", help="model folder written by `ebreg fit`")
+    pred.add_argument("data", help="table with the model's feature columns")
+    pred.add_argument("--out", required=True, help="output table: .csv or .parquet")
+    pred.add_argument("--interval", type=_level, default=0.9, help="central interval level (default 0.9)")
+    pred.add_argument("--quantiles", type=_levels, default=None, help="quantile levels, e.g. 0.1,0.5,0.9")
+    pred.add_argument("--samples", type=_non_negative_int, default=0, help="draws per row to include")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    pred.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+
+    ev = sub.add_parser("evaluate", help="NLL, RMSE, MAE, CRPS, coverage and calibration on a labelled table")
+    ev.add_argument("model")
+    ev.add_argument("data")
+    ev.add_argument("--target", type=_names, default=None, help="observed column(s) (default: the training names)")
+    ev.add_argument("--report", default=None, help="folder for metrics.json and figures")
+    ev.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+
+    plot = sub.add_parser("plot", help="the predictive density of one row")
+    plot.add_argument("model")
+    plot.add_argument("data")
+    plot.add_argument("--row", type=_non_negative_int, required=True, help="0-based row of DATA")
+    plot.add_argument("--out", default=None, help="PNG file (default: row<I>.png)")
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports a bad option as one line (with a pointer to --help) and exit status 2."""
+
+    def error(self, message: str) -> None:  # type: ignore[override]
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="ebreg", description="Energy-based probabilistic regression.")
-    sub = parser.add_subparsers(dest="command", required=True)
+    parser = _Parser(prog="ebreg", description="Energy-based probabilistic regression.")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="train on the toy-1 problem and compare with the true density")
     demo.add_argument("--out", required=True, help="folder for metrics.json and density.png")
     demo.add_argument("--epochs", type=_positive_int, default=75)
@@ -31,6 +109,7 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--reference", action="store_true",
                       help="the official code's optimiser settings (constant lr 1e-3) instead of ours")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    _table_commands(sub)
     return parser
 
 
@@ -52,12 +131,52 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _fit(args: argparse.Namespace) -> int:
+    from .commands import fit_table
+
+    r = fit_table(args.data, args.target, args.out, args.features, args.method, args.epochs, args.components,
+                  args.seed, args.drop_missing, args.one_hot, progress=not args.no_progress)
+    dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
+    print(f"{r['method']}: {r['train_rows']} rows{dropped}; {r['epochs_run']} epochs in {r['train_seconds']:.1f} s, "
+          f"kept epoch {r['best_epoch']} (validation NLL {r['validation_nll']:.4f})")
+    print(f"wrote {r['model']}")
+    return 0
+
+
+def _predict(args: argparse.Namespace) -> int:
+    from .commands import predict_table
+
+    r = predict_table(args.model, args.data, args.out, args.interval, args.quantiles, args.samples,
+                      args.drop_missing, args.seed)
+    print(f"wrote {r['rows']} rows to {r['out']} (added {', '.join(r['columns'])})")
+    return 0
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .commands import evaluate_table
+
+    r = evaluate_table(args.model, args.data, args.target, args.report, args.drop_missing)
+    width = max(len(k) for k in r)
+    for key, value in r.items():
+        print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")
+    return 0
+
+
+def _plot(args: argparse.Namespace) -> int:
+    from .commands import plot_row
+
+    r = plot_row(args.model, args.data, args.row, args.out or f"row{args.row}.png")
+    print(f"wrote {r['out']}")
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ebreg`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    commands = {"demo": _demo, "fit": _fit, "predict": _predict, "evaluate": _evaluate, "plot": _plot}
     try:
-        return {"demo": _demo}[args.command](args)
-    except (ValueError, FileNotFoundError) as err:
+        return commands[args.command](args)
+    except (ValueError, OSError) as err:
         print(f"ebreg: error: {err}", file=sys.stderr)
         return 2
 

@@ -1,0 +1,232 @@
+"""What ``ebreg fit | predict | evaluate | plot`` do, as functions of plain arguments.
+
+Each returns a dict of what it measured or wrote; :mod:`ebreg.cli` parses options, prints
+and turns errors (:class:`ValueError` and kin) into one line and exit status 2. Nothing
+is written until the inputs have been checked, and every file is written atomically.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from .config import JOINT_METHODS
+from .io import atomic_folder, write_json
+from .tables import TableError, TableSpec, finite_rows, read_table, table_format, write_table
+
+__all__ = ["fit_table", "predict_table", "evaluate_table", "plot_row", "COVERAGE_LEVELS"]
+
+COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
+
+
+def _clean(X: np.ndarray, Y: np.ndarray | None, names: list[str], what: str,
+           drop_missing: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+    """Refuse (or with ``drop_missing`` drop) rows with NaN/inf; returns the kept rows' mask too."""
+    values = X if Y is None else np.hstack([X, Y])
+    keep, problem = finite_rows(values, names, what)
+    if problem and not drop_missing:
+        raise TableError(f"{problem}; fix them or pass --drop-missing to leave those rows out")
+    if not keep.any():
+        raise TableError(f"{what}: no rows left after dropping rows with missing values")
+    return X[keep], (None if Y is None else Y[keep]), keep
+
+
+def fit_table(data: str | Path, targets: list[str], out: str | Path, features: list[str] | None = None,
+              method: str = "joint_nce", epochs: int | None = None, components: int | None = None,
+              seed: int = 0, drop_missing: bool = False, one_hot: bool = False, progress: bool = True) -> dict[str, Any]:
+    """Train the default estimator of ``method`` on a table and write the model folder ``out``."""
+    from .estimators import EBMRegressor, MDNRegressor
+    from .model_file import _is_model_folder
+
+    out = Path(out)
+    if out.exists() and not (out.is_dir() and _is_model_folder(out)):
+        raise TableError(f"{out} exists and is not a model folder; choose another --out")
+    frame = read_table(data)
+    spec = TableSpec.infer(frame, targets, features, one_hot)
+    X, Y, keep = _clean(spec.feature_matrix(frame), spec.target_matrix(frame), spec.feature_names + spec.targets,
+                        str(data), drop_missing)
+    if len(X) < 2:
+        raise TableError(f"{data}: training needs at least 2 rows, got {len(X)}")
+    constant = [t for t, col in zip(spec.targets, Y.T) if np.ptp(col) == 0]
+    if constant:
+        raise TableError(f"target column(s) {', '.join(constant)} are constant ({Y[0, spec.targets.index(constant[0])]:g} "
+                         f"in every row): there is no distribution to learn")
+    cls = EBMRegressor if method in JOINT_METHODS else MDNRegressor
+    options = {k: v for k, v in {"epochs": epochs, "components": components}.items() if v is not None}
+    est = cls(method=method, random_state=seed, verbose=progress, **options)
+    est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
+    metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": int(est.n_epochs_),
+               "best_epoch": est.best_epoch_, "validation_nll": est.best_val_nll_,
+               "train_seconds": round(est.train_seconds_, 2)}
+    est.save(out, metrics=metrics, table=spec.to_dict())
+    return {"model": str(out), "method": method, **metrics}
+
+
+def _load(model: str | Path) -> tuple[Any, TableSpec]:
+    from .model_file import load
+
+    est = load(model)
+    if not est.table_:
+        raise TableError(f"{model} was saved from Python without a table description; "
+                         f"use it from Python (ebreg.load) or re-train it with `ebreg fit`")
+    return est, TableSpec.from_dict(est.table_)
+
+
+def predict_table(model: str | Path, data: str | Path, out: str | Path, interval: float | None = 0.9,
+                  quantiles: list[float] | None = None, samples: int = 0, drop_missing: bool = False,
+                  seed: int = 0) -> dict[str, Any]:
+    """Per row: mean, stddev, interval bounds, quantiles and samples; written beside the
+    input's columns to ``out`` (CSV or Parquet)."""
+    table_format(out, ("csv", "parquet"))
+    est, spec = _load(model)
+    frame = read_table(data)
+    X, _, keep = _clean(spec.feature_matrix(frame), None, spec.feature_names, str(data), drop_missing)
+    if (interval is not None or quantiles) and len(spec.targets) > 1:
+        if quantiles:
+            raise TableError("quantiles need a one-dimensional target; this model predicts "
+                             f"{len(spec.targets)} columns")
+        interval = None
+    dist = est.predict_dist(X)
+    result = frame[keep].reset_index(drop=True).copy()
+    columns: dict[str, np.ndarray] = {}
+    mean, std = dist.mean.reshape(len(X), -1), dist.stddev.reshape(len(X), -1)
+    for j, t in enumerate(spec.targets):
+        columns[f"{t}_mean"], columns[f"{t}_stddev"] = mean[:, j], std[:, j]
+    t0 = spec.targets[0]
+    if interval is not None:
+        low, high = dist.interval(interval)
+        pct = f"{100 * interval:g}"
+        columns[f"{t0}_low{pct}"], columns[f"{t0}_high{pct}"] = low, high
+    if quantiles:
+        q = dist.quantile(quantiles).reshape(len(X), -1)
+        columns.update({f"{t0}_q{level:g}": q[:, i] for i, level in enumerate(quantiles)})
+    if samples:
+        draws = dist.sample(samples, seed=seed).reshape(len(X), samples, -1)
+        for j, t in enumerate(spec.targets):
+            columns.update({f"{t}_sample{k}": draws[:, k, j] for k in range(samples)})
+    clash = sorted(set(columns) & set(result.columns))
+    if clash:
+        raise TableError(f"{data} already has column(s) {', '.join(clash)}; rename them before predicting")
+    result = pd.concat([result, pd.DataFrame(columns)], axis=1)
+    write_table(result, out)
+    return {"rows": len(result), "dropped_rows": int((~keep).sum()), "out": str(out), "columns": list(columns)}
+
+
+def _metrics(est: Any, dist: Any, X: np.ndarray, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    y = Y[:, 0] if Y.shape[1] == 1 else Y
+    mean = dist.mean.reshape(Y.shape)
+    out: dict[str, Any] = {
+        "rows": int(len(Y)),
+        "nll": float(-dist.log_prob(y).mean()),
+        "rmse": float(np.sqrt(((mean - Y) ** 2).mean())),
+        "mae": float(np.abs(mean - Y).mean()),
+    }
+    arrays: dict[str, np.ndarray] = {}
+    if Y.shape[1] == 1:
+        from .metrics import calibration_error
+
+        import torch
+
+        out["crps"] = float(dist.crps(y).mean())
+        for level in COVERAGE_LEVELS:
+            low, high = dist.interval(level)
+            out[f"coverage{100 * level:g}"] = float(((low <= y) & (y <= high)).mean())
+            arrays[f"interval{100 * level:g}"] = np.stack([low, high])
+        pit = dist.cdf(y)
+        out["calibration_error"] = calibration_error(torch.as_tensor(pit))
+        arrays["pit"] = pit
+    if hasattr(dist, "ess"):
+        ess = dist.ess
+        out["ess_median"], out["ess_min"] = float(np.median(ess)), float(ess.min())
+        out["samples_per_row"] = int(est.predict_samples)
+    arrays["mean"] = mean
+    return out, arrays
+
+
+def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | None = None,
+                   report: str | Path | None = None, drop_missing: bool = False) -> dict[str, Any]:
+    """Scores on a table with observed targets; with ``report`` a folder of JSON and figures."""
+    from . import plotting
+
+    est, spec = _load(model)
+    frame = read_table(data)
+    observed = TableSpec(targets or spec.targets, spec.features, spec.one_hot)
+    if len(observed.targets) != len(spec.targets):
+        raise TableError(f"the model predicts {len(spec.targets)} target column(s), --target names "
+                         f"{len(observed.targets)}")
+    X, Y, _ = _clean(observed.feature_matrix(frame), observed.target_matrix(frame),
+                     spec.feature_names + observed.targets, str(data), drop_missing)
+    dist = est.predict_dist(X)
+    metrics, arrays = _metrics(est, dist, X, Y)
+    if report is None:
+        return metrics
+    report = Path(report)
+
+    def write(folder: Path) -> None:
+        write_json(folder / "metrics.json", {"model": str(model), "data": str(data), **metrics})
+        if "pit" in arrays:
+            plotting.pit_histogram(folder / "pit.png", arrays["pit"])
+            levels = np.linspace(0.05, 0.95, 19)
+            cover = [float(np.mean(np.abs(arrays["pit"] - 0.5) <= a / 2)) for a in levels]
+            plotting.reliability_diagram(folder / "reliability.png", levels, np.array(cover))
+            low, high = arrays["interval90"]
+            plotting.predicted_vs_true(folder / "predicted_vs_true.png", Y[:, 0], arrays["mean"][:, 0], low, high, 0.9)
+            if X.shape[1] == 1:
+                _density_map(folder / "density.png", est, X[:, 0], Y[:, 0])
+
+    atomic_folder(report, write, lambda p: (p / "metrics.json").exists() or not any(p.iterdir()))
+    metrics["report"] = str(report)
+    return metrics
+
+
+def _density_map(path: Path, est: Any, x: np.ndarray, y: np.ndarray, nx: int = 120, ny: int = 160) -> None:
+    """Heat map of p(y|x) over the data's x and y ranges (one input column, D = 1)."""
+    from .plotting import density_panels
+
+    pad_x, pad_y = 0.02 * np.ptp(x), 0.15 * np.ptp(y)
+    xs = np.linspace(x.min() - pad_x, x.max() + pad_x, nx)
+    ys = np.linspace(y.min() - pad_y, y.max() + pad_y, ny)
+    dist = est.predict_dist(np.repeat(xs, ny)[:, None])
+    density = np.exp(dist.log_prob(np.tile(ys, nx))).reshape(nx, ny).T
+    density_panels(path, [("model p(y | x)", density)], xs, ys)
+
+
+def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, points: int = 400) -> dict[str, Any]:
+    """The predictive density of one row (and the proposal's, for an EBM), with the observed value."""
+    import torch
+
+    from .plotting import row_density
+
+    if Path(out).suffix.lower() != ".png":
+        raise TableError(f"{out}: the figure is written as PNG; give a file name ending in .png")
+    est, spec = _load(model)
+    frame = read_table(data)
+    if not 0 <= row < len(frame):
+        raise TableError(f"row {row} is out of range: {data} has rows 0..{len(frame) - 1}")
+    x = spec.feature_matrix(frame.iloc[[row]])
+    _, problem = finite_rows(x, spec.feature_names, f"row {row}")
+    if problem:
+        raise TableError(problem)
+    if len(spec.targets) != 1:
+        raise TableError(f"plot draws one-dimensional densities; this model predicts {len(spec.targets)} columns")
+    dist = est.predict_dist(x)
+    lo, hi = dist.quantile([0.001, 0.999])[0]
+    pad = 0.25 * (hi - lo) + 1e-6
+    grid = np.linspace(lo - pad, hi + pad, points)
+    curves = [("model", np.exp(est.predict_dist(np.repeat(x, points, 0)).log_prob(grid)))]
+    if hasattr(est.model_, "proposal_distribution"):
+        with torch.no_grad():
+            xt = torch.as_tensor(x, dtype=torch.float32, device=est._torch_device())
+            q = est.model_.proposal_distribution(est.model_.features(xt))
+            g = torch.as_tensor(grid, dtype=torch.float32, device=xt.device).view(-1, 1, 1)
+            curves.append(("proposal", np.exp(q.log_prob(g).cpu().double().numpy()[:, 0])))
+    target = spec.targets[0]
+    observed = None
+    if target in frame.columns and pd.api.types.is_numeric_dtype(frame[target]):
+        value = float(frame[target].iloc[row])
+        observed = value if np.isfinite(value) else None
+    row_density(out, grid, curves, observed, title=f"row {row}")
+    return {"out": str(out), "observed": observed}

@@ -1,0 +1,201 @@
+"""``ebreg fit | predict | evaluate | plot`` run as real subprocesses: round trips, and every
+bad input answered by one line, exit status 2 and no output left behind."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def ebreg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "ebreg.cli", *map(str, args)], capture_output=True, text=True,
+                          timeout=300, cwd=cwd)
+
+
+def _frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
+    rng = np.random.RandomState(seed)
+    x = rng.uniform(-2, 2, n)
+    return pd.DataFrame({"x": x, "z": rng.randn(n), "y": np.sin(2 * x) + 0.1 * rng.randn(n), "id": np.arange(n)})
+
+
+@pytest.fixture(scope="module")
+def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A folder with train.csv and a model trained from it by the real command."""
+    root = tmp_path_factory.mktemp("cli")
+    _frame().to_csv(root / "train.csv", index=False)
+    proc = ebreg("fit", root / "train.csv", "--target", "y", "--features", "x,z", "--epochs", "3",
+                 "--no-progress", "--out", root / "model")
+    assert proc.returncode == 0, proc.stderr
+    assert "validation NLL" in proc.stdout
+    return root
+
+
+def test_fit_writes_a_model_folder(work: Path) -> None:
+    meta = json.loads((work / "model" / "model.json").read_text())
+    assert meta["table"] == {"targets": ["y"], "features": ["x", "z"], "one_hot": {}}
+    assert meta["metrics"]["train_rows"] == 120
+    assert (work / "model" / "weights.safetensors").exists()
+
+
+def test_predict_keeps_other_columns_and_reorders_by_name(work: Path) -> None:
+    data = _frame(20, seed=1)
+    data[["id", "y", "z", "x"]].assign(extra="k").to_csv(work / "new.csv", index=False)  # reordered + extra
+    proc = ebreg("predict", work / "model", work / "new.csv", "--out", work / "pred.csv",
+                 "--quantiles", "0.1,0.5,0.9", "--samples", "3")
+    assert proc.returncode == 0, proc.stderr
+    out = pd.read_csv(work / "pred.csv")
+    assert list(out.columns[:5]) == ["id", "y", "z", "x", "extra"]
+    for col in ("y_mean", "y_stddev", "y_low90", "y_high90", "y_q0.1", "y_q0.5", "y_q0.9", "y_sample2"):
+        assert col in out.columns, col
+    assert len(out) == 20 and (out["y_low90"] <= out["y_q0.5"]).all() and (out["y_q0.5"] <= out["y_high90"]).all()
+    # the same rows in the training column order predict the same
+    data[["x", "z", "y", "id"]].to_csv(work / "same.csv", index=False)
+    assert ebreg("predict", work / "model", work / "same.csv", "--out", work / "same_pred.csv").returncode == 0
+    same = pd.read_csv(work / "same_pred.csv")
+    assert np.allclose(same["y_mean"], out["y_mean"], atol=1e-6)
+
+
+def test_evaluate_prints_metrics_and_writes_a_report(work: Path) -> None:
+    proc = ebreg("evaluate", work / "model", work / "train.csv", "--report", work / "report")
+    assert proc.returncode == 0, proc.stderr
+    for key in ("nll", "rmse", "mae", "crps", "coverage90", "calibration_error", "ess_median"):
+        assert key in proc.stdout
+    metrics = json.loads((work / "report" / "metrics.json").read_text())
+    assert 0 <= metrics["coverage90"] <= 1 and metrics["rows"] == 120
+    for fig in ("pit.png", "reliability.png", "predicted_vs_true.png"):
+        assert (work / "report" / fig).read_bytes()[:8] == PNG
+
+
+def test_plot_draws_one_row(work: Path) -> None:
+    proc = ebreg("plot", work / "model", work / "train.csv", "--row", "5", "--out", work / "row5.png")
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "row5.png").read_bytes()[:8] == PNG
+
+
+def test_one_input_column_gets_a_density_map(work: Path) -> None:
+    _frame()[["x", "y"]].to_csv(work / "one.csv", index=False)
+    assert ebreg("fit", work / "one.csv", "--target", "y", "--epochs", "2", "--method", "mdn",
+                 "--no-progress", "--out", work / "one_model").returncode == 0
+    proc = ebreg("evaluate", work / "one_model", work / "one.csv", "--report", work / "one_report")
+    assert proc.returncode == 0, proc.stderr
+    assert (work / "one_report" / "density.png").read_bytes()[:8] == PNG
+
+
+def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
+    """case -> (arguments, expected message (regex), output path that must not appear)."""
+    frame = _frame()
+    nan_x = frame.copy()
+    nan_x.loc[4, "x"] = np.nan
+    nan_x.to_csv(work / "nan_x.csv", index=False)
+    inf_y = frame.copy()
+    inf_y.loc[[2, 7], "y"] = np.inf
+    inf_y.to_csv(work / "inf_y.csv", index=False)
+    frame.head(0).to_csv(work / "empty.csv", index=False)
+    frame.head(1).to_csv(work / "one_row.csv", index=False)
+    frame.assign(y=3.0).to_csv(work / "constant.csv", index=False)
+    frame.assign(colour=np.where(frame["x"] > 0, "red", "blue")).to_csv(work / "text.csv", index=False)
+    frame[["x", "y"]].to_csv(work / "no_z.csv", index=False)
+    (work / "garbage.npz").write_bytes(b"this is not a zip file")
+    (work / "data.txt").write_text("x,y\n1,2\n")
+    (work / "not_model").mkdir(exist_ok=True)
+    (work / "not_model" / "keep.txt").write_text("mine")
+    for how in ("tampered", "truncated", "newer"):
+        shutil.copytree(work / "model", work / f"model_{how}", dirs_exist_ok=True)
+    weights = work / "model_tampered" / "weights.safetensors"
+    data = bytearray(weights.read_bytes())
+    data[-3] ^= 0x55
+    weights.write_bytes(bytes(data))
+    trunc = work / "model_truncated" / "weights.safetensors"
+    trunc.write_bytes(trunc.read_bytes()[:64])
+    meta = json.loads((work / "model_newer" / "model.json").read_text())
+    meta["format_version"] += 1
+    meta["ebreg_version"] = "9.0.0"
+    (work / "model_newer" / "model.json").write_text(json.dumps(meta))
+    train, out = work / "train.csv", work / "out_model"
+    fit = ["fit", "--target", "y", "--epochs", "1", "--no-progress", "--out", out]
+    pred = work / "out.csv"
+    return {
+        "file missing": (["fit", work / "nope.csv", *fit[1:]], r"nope.csv: no such file", out),
+        "unknown format": (["fit", work / "data.txt", *fit[1:]], r"unknown format '.txt'", out),
+        "unreadable file": (["fit", work / "garbage.npz", *fit[1:]], r"cannot be read as NPZ", out),
+        "target column absent": (["fit", train, "--target", "price", "--out", out],
+                                 r"column\(s\) 'price' not in the data; it has x, z, y, id", out),
+        "non-numeric feature": (["fit", work / "text.csv", *fit[1:]], r"colour are not numeric; pass --one-hot", out),
+        "NaN in a feature": (["fit", work / "nan_x.csv", *fit[1:]],
+                             r"NaN or infinite values in 1 row\(s\) \(rows 4; columns x\).*--drop-missing", out),
+        "inf in the target": (["fit", work / "inf_y.csv", *fit[1:]],
+                              r"in 2 row\(s\) \(rows 2, 7; columns y\)", out),
+        "empty data": (["fit", work / "empty.csv", *fit[1:]], r"the table has no rows", out),
+        "one row": (["fit", work / "one_row.csv", *fit[1:]], r"at least 2 rows, got 1", out),
+        "constant target": (["fit", work / "constant.csv", *fit[1:]], r"y are constant \(3 in every row\)", out),
+        "invalid epochs": (["fit", train, "--target", "y", "--epochs", "0", "--out", out],
+                           r"--epochs: must be a positive integer, got 0", out),
+        "unknown method": (["fit", train, "--target", "y", "--method", "magic", "--out", out],
+                           r"--method: invalid choice: 'magic'", out),
+        "out is not a model folder": (["fit", train, *fit[1:-1], work / "not_model"],
+                                      r"not_model exists and is not a model folder", work / "not_model" / "model.json"),
+        "feature missing at predict": (["predict", work / "model", work / "no_z.csv", "--out", pred],
+                                       r"lacks feature column\(s\) the model was trained on: z", pred),
+        "NaN at predict": (["predict", work / "model", work / "nan_x.csv", "--out", pred],
+                           r"rows 4; columns x", pred),
+        "unknown output format": (["predict", work / "model", train, "--out", work / "out.xlsx"],
+                                  r"unknown format '.xlsx'; use one of .csv, .parquet, .pq", work / "out.xlsx"),
+        "invalid interval": (["predict", work / "model", train, "--out", pred, "--interval", "1.5"],
+                             r"--interval: must be a number strictly between 0 and 1, got 1.5", pred),
+        "tampered model": (["predict", work / "model_tampered", train, "--out", pred], r"changed or truncated", pred),
+        "truncated model": (["predict", work / "model_truncated", train, "--out", pred], r"changed or truncated", pred),
+        "model from a newer version": (["predict", work / "model_newer", train, "--out", pred],
+                                       r"newer ebreg \(9.0.0, model format 2\).*upgrade", pred),
+        "missing model folder": (["predict", work / "no_model", train, "--out", pred], r"no model folder", pred),
+        "row out of range": (["plot", work / "model", train, "--row", "500", "--out", work / "r.png"],
+                             r"row 500 is out of range: .* has rows 0..119", work / "r.png"),
+    }
+
+
+CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
+         "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
+         "unknown method", "out is not a model folder", "feature missing at predict", "NaN at predict",
+         "unknown output format", "invalid interval", "tampered model", "truncated model",
+         "model from a newer version", "missing model folder", "row out of range"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gets_one_line_status_2_and_no_output(work: Path, case: str) -> None:
+    import re
+
+    args, message, output = _bad_inputs(work)[case]
+    proc = ebreg(*args)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 2, (case, proc.stderr)
+    assert len(lines) == 1 and "error:" in lines[0], proc.stderr
+    assert re.search(message, lines[0]), lines[0]
+    assert not output.exists(), output
+    assert not list(work.glob(".*.tmp")), "temporary file left behind"
+
+
+def test_drop_missing_trains_on_the_complete_rows(work: Path) -> None:
+    _bad_inputs(work)
+    proc = ebreg("fit", work / "nan_x.csv", "--target", "y", "--features", "x,z", "--epochs", "1", "--drop-missing",
+                 "--no-progress", "--out", work / "dropped")
+    assert proc.returncode == 0, proc.stderr
+    assert "119 rows, 1 dropped" in proc.stdout
+
+
+def test_one_hot_encodes_categories_and_refuses_unseen_ones(work: Path) -> None:
+    frame = _frame().assign(colour=lambda f: np.where(f["x"] > 0, "red", "blue"))
+    frame.to_csv(work / "cat.csv", index=False)
+    assert ebreg("fit", work / "cat.csv", "--target", "y", "--one-hot", "--epochs", "1", "--method", "mdn",
+                 "--no-progress", "--out", work / "cat_model").returncode == 0
+    frame.assign(colour="green").to_csv(work / "green.csv", index=False)
+    proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv")
+    assert proc.returncode == 2 and "categories unseen in training: green" in proc.stderr
+    assert not (work / "green_out.csv").exists()
