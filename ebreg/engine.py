@@ -155,7 +155,7 @@ class EBMTrainer(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
-        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr)
+        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, fused=True)  # one kernel for all tensors
         if cfg.warmup_fraction == 0 and cfg.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))

@@ -28,8 +28,10 @@ __all__ = [
     "DEFAULT_MAX_CANDIDATES",
 ]
 
-#: Candidates (rows x samples) evaluated at once by the chunked functions.
-DEFAULT_MAX_CANDIDATES = 2**20
+#: Candidates (rows x samples) evaluated at once by the chunked functions: small enough that
+#: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh
+#: (2**20 was 2.2x slower on 2 CPU cores, benchmarks/results/speed.md)
+DEFAULT_MAX_CANDIDATES = 2**18
 
 
 @dataclass(frozen=True)
@@ -163,12 +165,16 @@ def map_chunks(
         raise ValueError("common_noise needs a seeded generator")
     start = generator.get_state() if common_noise else None
     size = max(1, max_candidates // num_samples)
-    out = []
+    out: Tensor | None = None
     for rows in _chunks(x.shape[0], size):
         if start is not None:
             generator.set_state(start)
-        out.append(fn(importance_sample(model, x[rows], num_samples, generator, common_noise), rows))
-    return torch.cat(out, 0)
+        part = fn(importance_sample(model, x[rows], num_samples, generator, common_noise), rows)
+        if out is None:  # one result tensor, filled in place: many small kept tensors would
+            # fragment the heap between the chunks' large temporaries and grow memory
+            out = part.new_empty((x.shape[0], *part.shape[1:]))
+        out[rows] = part
+    return out
 
 
 def predict_mean(

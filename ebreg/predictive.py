@@ -27,6 +27,8 @@ from .proposals import GaussianMixture
 __all__ = ["MixturePredictive", "SNISPredictive"]
 
 _BISECTION_STEPS = 64
+#: up to this many candidates (rows x M), the weighted samples are kept between queries
+CACHE_CANDIDATES = 2**24
 
 
 def _numpy(t: Tensor) -> np.ndarray:
@@ -142,8 +144,10 @@ class SNISPredictive(_Predictive):
     """An EBM's prediction per row by self-normalised importance sampling with its learned
     proposal (M samples per row, drawn in bounded-memory chunks).
 
-    Every query redraws the same samples (common noise from ``seed``), so the answers are
-    consistent with each other and do not depend on how the rows are batched.
+    Every query sees the same samples (common noise from ``seed``), so the answers are
+    consistent with each other and do not depend on how the rows are batched. Up to
+    :data:`CACHE_CANDIDATES` candidates the weighted samples are drawn once and kept (a few
+    hundred MB at most); beyond, each query redraws them chunk by chunk in bounded memory.
     """
 
     def __init__(
@@ -158,12 +162,24 @@ class SNISPredictive(_Predictive):
         super().__init__(model.energy.target_dim, squeeze)
         self.model, self.x, self.num_samples, self.seed = model, x, num_samples, seed
         self.max_candidates = max_candidates
+        self._cached: WeightedSamples | None = None
 
-    def _map(self, fn: Callable[[WeightedSamples, slice], Tensor]) -> Tensor:
+    def _stream(self, fn: Callable[[WeightedSamples, slice], Tensor]) -> Tensor:
         gen = torch.Generator(self.x.device).manual_seed(self.seed)
         with torch.no_grad():
             return map_chunks(fn, self.model, self.x, self.num_samples, gen, self.max_candidates,
                               common_noise=True)
+
+    def _map(self, fn: Callable[[WeightedSamples, slice], Tensor]) -> Tensor:
+        if self.x.shape[0] * self.num_samples > CACHE_CANDIDATES:
+            return self._stream(fn)
+        if self._cached is None:
+            packed = self._stream(lambda ws, _: torch.cat([ws.samples, ws.log_weights.unsqueeze(-1)], -1)
+                                  .transpose(0, 1))  # (n, M, D + 1)
+            packed = packed.transpose(0, 1)
+            self._cached = WeightedSamples(packed[..., :-1], packed[..., -1])
+        with torch.no_grad():
+            return fn(self._cached, slice(None))
 
     @property
     def mean(self) -> np.ndarray:

@@ -76,11 +76,11 @@ class GaussianMixture(MixtureSameFamily):
         like = {"device": probs.device, "dtype": probs.dtype}
         if common_noise:
             u = (torch.arange(num, **like) + torch.rand(1, generator=generator, **like)) / num  # stratified
-            cum = probs.cumsum(-1)
-            comp = torch.searchsorted(cum, u.expand(n, num).contiguous()).clamp_(max=k - 1).T  # (num, n)
+            comp = torch.searchsorted(probs.cumsum(-1), u.expand(n, num).contiguous()).clamp_(max=k - 1).T
             eps = torch.randn(num, 1, d, generator=generator, **like)
-        else:
-            comp = torch.multinomial(probs, num, replacement=True, generator=generator).T  # (num, n)
+        else:  # inverse CDF: cheaper than torch.multinomial for many draws from few components
+            u = torch.rand(n, num, generator=generator, **like)
+            comp = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=k - 1).T  # (num, n)
             eps = torch.randn(num, n, d, generator=generator, **like)
         idx = comp[..., None, None].expand(num, n, 1, d)
         loc = self.loc.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ebreg.config import ModelConfig
-from ebreg.ebm import ConditionalEBM
+from ebreg.ebm import ConditionalEBM, EnergyHead
 
 
 @pytest.mark.parametrize("d", [1, 3])
@@ -52,3 +52,18 @@ def test_model_without_proposal_says_so() -> None:
     ebm = ConditionalEBM.from_config(ModelConfig(), with_proposal=False)
     with pytest.raises(RuntimeError, match="no learned proposal"):
         ebm.proposal_distribution(torch.zeros(1, 10))
+
+
+@pytest.mark.parametrize("target_dim, hidden, blocks", [(1, (10, 10), 1), (3, (16,), 2), (2, (), 0)])
+def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden: tuple, blocks: int) -> None:
+    torch.manual_seed(0)
+    head = EnergyHead(7, target_dim, hidden, 12, blocks)
+    h = torch.randn(5, 7, requires_grad=True)
+    y = torch.randn(33, 5, target_dim)
+    assert head.feature_major
+    fast, plain = head(h, y), head.forward_reference(h, y)
+    assert torch.allclose(fast, plain, atol=1e-5)
+    g_fast = torch.autograd.grad(fast.square().sum(), [h, *head.parameters()])
+    g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
+    for a, b in zip(g_fast, g_plain):
+        assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)

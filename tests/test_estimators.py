@@ -185,3 +185,15 @@ def test_model_folder_round_trip(fitted, name: str, tmp_path) -> None:  # noqa: 
     assert np.array_equal(est.predict(X), again.predict(X))
     assert np.allclose(est.log_likelihood(X, fitted["y"][:10]), again.log_likelihood(X, fitted["y"][:10]))
     assert again.metrics_ == {"note": "test"}
+
+
+def test_cached_and_streamed_predictions_agree(fitted, monkeypatch) -> None:  # noqa: ANN001
+    from ebreg import predictive
+
+    X = fitted["X"][:30]
+    cached = fitted["ebm"].predict_dist(X)
+    mean, (low, high) = cached.mean, cached.interval(0.8)
+    monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
+    streamed = fitted["ebm"].predict_dist(X)
+    assert np.allclose(streamed.mean, mean, atol=1e-6)
+    assert np.allclose(streamed.interval(0.8), (low, high), atol=1e-6)
