@@ -8,12 +8,14 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
+from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
 
 import lightning as L
-from lightning.pytorch.callbacks import Callback, EarlyStopping, TQDMProgressBar
+from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, Logger
 import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -72,12 +74,17 @@ class EBMTrainer(L.LightningModule):
 
     def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Per-example loss terms ``{name: (n,)}`` of the configured method for a batch."""
+        return self._losses_and_ess(x, y)[0]
+
+    def _losses_and_ess(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """The loss terms and, for EBM methods, the effective sample size of the proposal
+        samples as a fraction of M, per example ``(n,)`` (a diagnostic, no gradient)."""
         cfg = self.train_config
         y = as_targets(y)
         h = self.ebm.features(x) if self.ebm is not None else None
         q = self._proposal(x, y, h)
         if cfg.method == "mdn":
-            return {"nll": mdn_nll(q.log_prob(y))}
+            return {"nll": mdn_nll(q.log_prob(y))}, None
         ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
         log_q_samples = q.log_prob(ys)
         if cfg.method == "nceplus_fixed":
@@ -86,17 +93,20 @@ class EBMTrainer(L.LightningModule):
             y0, log_q_data = y, q.log_prob(y)
         scores = self.ebm.log_unnormalized(None, torch.cat([y0.unsqueeze(0), ys]), h=h)
         f_data, f_samples = scores[0], scores[1:]
+        with torch.no_grad():
+            log_w = torch.log_softmax(f_samples - log_q_samples, 0)
+            ess = torch.exp(-torch.logsumexp(2 * log_w, 0)) / cfg.num_samples
         if cfg.method == "mlis_fixed":
-            return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}
+            return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}, ess
         if cfg.method in ("nce_fixed", "nceplus_fixed"):
-            return {"nce": nce(f_data, log_q_data, f_samples, log_q_samples)}
+            return {"nce": nce(f_data, log_q_data, f_samples, log_q_samples)}, ess
         if cfg.method == "joint_mlis":
-            return {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
+            return {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}, ess
         if cfg.method == "joint_nce":
             ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
-            return {"nce": ebm_loss, "proposal_kl": kl}
+            return {"nce": ebm_loss, "proposal_kl": kl}, ess
         teacher, student = teacher_student(f_data, log_q_data, f_samples, log_q_samples)
-        return {"teacher_nce": teacher, "student": student}
+        return {"teacher_nce": teacher, "student": student}, ess
 
     @torch.no_grad()
     def fit_scaling(self, x: Tensor, y: Tensor) -> None:
@@ -114,7 +124,8 @@ class EBMTrainer(L.LightningModule):
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        terms = {k: v.mean() for k, v in self.losses(*batch).items()}
+        per_example, ess = self._losses_and_ess(*batch)
+        terms = {k: v.mean() for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
         if not bool(torch.isfinite(loss)):
             detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
@@ -122,8 +133,11 @@ class EBMTrainer(L.LightningModule):
                 f"non-finite training loss at step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}): {detail}"
             )
+        n = len(batch[0])
         for name, value in terms.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=len(batch[0]))
+            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+        if ess is not None:
+            self.log("train/ess_fraction", ess.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         return loss
 
     def validation_nll(self, x: Tensor, y: Tensor) -> Tensor | None:
@@ -183,6 +197,20 @@ class EBMTrainer(L.LightningModule):
         return groups
 
 
+def _loggers(log_dir: str | Path | None) -> list[Logger] | bool:
+    """CSV learning curves in ``log_dir`` (and TensorBoard's when it is installed), or none."""
+    if log_dir is None:
+        return False
+    loggers: list[Logger] = [CSVLogger(log_dir, name="", version="")]
+    try:
+        from lightning.pytorch.loggers import TensorBoardLogger
+
+        loggers.append(TensorBoardLogger(log_dir, name="", version="tensorboard"))
+    except ModuleNotFoundError:
+        pass
+    return loggers
+
+
 def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
     """Learning-rate multiplier at optimiser step ``step`` of ``total``.
 
@@ -218,6 +246,14 @@ class KeepBestWeights(Callback):
     def on_fit_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if self._state is not None:
             pl_module.load_state_dict(self._state)
+
+    def state_dict(self) -> dict[str, object]:
+        """Saved in checkpoints, so a resumed run still returns the best epoch's weights."""
+        return {"best": self.best, "best_epoch": self.best_epoch, "weights": self._state}
+
+    def load_state_dict(self, state_dict: dict[str, object]) -> None:
+        self.best, self.best_epoch = state_dict["best"], state_dict["best_epoch"]
+        self._state = state_dict["weights"]
 
 
 @dataclass(frozen=True)
@@ -264,6 +300,9 @@ def fit(
     *,
     progress: bool = True,
     verbose: bool = False,
+    log_dir: str | Path | None = None,
+    checkpoint_dir: str | Path | None = None,
+    resume: bool = False,
     **trainer_kwargs,
 ) -> FitResult:
     """Train the method of ``train_config`` on ``x`` ``(n, ...)``, ``y`` ``(n,)`` or ``(n, D)``.
@@ -273,6 +312,15 @@ def fit(
     With validation data and ``train_config.patience``, stops early on the validation NLL
     (:meth:`EBMTrainer.validation_nll`) and returns the best epoch's weights.
     Raises :class:`NonFiniteLossError` as soon as a loss is not finite.
+
+    ``log_dir``: learning curves of every loss term, the proposal samples' effective sample
+    size and the validation NLL, per epoch, as CSV (and for TensorBoard when it is
+    installed). ``checkpoint_dir``: ``last.ckpt`` written after every epoch and every 50
+    steps; with ``resume`` a run continues from it if it exists (after a crash or a kill),
+    and early stopping still returns the best epoch's weights.
+    Multi-process training needs no change here: pass ``devices``, ``num_nodes`` and
+    ``strategy="ddp"`` (each process draws its own proposal samples; gradients, logged
+    metrics and early stopping are synchronised by Lightning).
     """
     y = as_targets(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:
@@ -295,8 +343,8 @@ def fit(
             val = _loader(x_val, as_targets(y_val), 4096, False, seed)
         options = dict(
             max_epochs=train_config.epochs,
-            logger=False,
-            enable_checkpointing=False,
+            logger=_loggers(log_dir),
+            enable_checkpointing=checkpoint_dir is not None,
             enable_model_summary=False,
             enable_progress_bar=progress,
             num_sanity_val_steps=0,
@@ -314,11 +362,17 @@ def fit(
                                  f"{train_config.method!r} (fixed proposal) has none")
             keep = KeepBestWeights("val/nll")
             callbacks += [EarlyStopping("val/nll", patience=train_config.patience, check_finite=False), keep]
+        ckpt_path = None
+        if checkpoint_dir is not None:
+            callbacks += [ModelCheckpoint(checkpoint_dir, save_last=True, save_top_k=0, every_n_epochs=1),
+                          ModelCheckpoint(checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=50)]
+            last = Path(checkpoint_dir) / "last.ckpt"
+            ckpt_path = str(last) if resume and last.exists() else None
         options["callbacks"] = callbacks
         options.update(trainer_kwargs)
         trainer = L.Trainer(**options)
         start = time.perf_counter()
-        trainer.fit(module, train_loader, val)
+        trainer.fit(module, train_loader, val, ckpt_path=ckpt_path, weights_only=False)
         seconds = time.perf_counter() - start
     module.eval()
     if keep is None:

@@ -104,16 +104,16 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone() -> None:
 
 def test_non_finite_loss_is_reported_with_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = EBMTrainer.losses
+    original = EBMTrainer._losses_and_ess
 
     def poisoned(self, x, y):  # noqa: ANN001, ANN202
         calls["n"] += 1
-        terms = original(self, x, y)
+        terms, ess = original(self, x, y)
         if calls["n"] == 3:
             terms["nce"] = terms["nce"] * float("nan")
-        return terms
+        return terms, ess
 
-    monkeypatch.setattr(EBMTrainer, "losses", poisoned)
+    monkeypatch.setattr(EBMTrainer, "_losses_and_ess", poisoned)
     with pytest.raises(NonFiniteLossError, match=r"step 2 \(epoch 0, batch 2\): nce=nan"):
         _tiny_fit()
 
