@@ -20,6 +20,8 @@ JOINT_METHODS = ("joint_mlis", "joint_nce")
 MDN_METHODS = ("mdn", "mdn_teacher")
 METHODS = FIXED_METHODS + JOINT_METHODS + MDN_METHODS
 LR_SCHEDULES = ("constant", "cosine")
+#: feature networks: an MLP for tables, a small CNN or torchvision's ResNet-18 for images
+BACKBONES = ("mlp", "cnn", "resnet18")
 #: Methods whose test-time model is an EBM (the others test an MDN).
 EBM_METHODS = FIXED_METHODS + JOINT_METHODS
 
@@ -48,7 +50,10 @@ class _JsonConfig:
 class ModelConfig(_JsonConfig):
     """Network shapes. Defaults are the reference toy architecture (width 10).
 
-    feature net g: MLP ``input_dim -> feature_hidden`` (ReLU after each layer);
+    feature net g: with ``backbone="mlp"`` an MLP ``input_dim -> feature_hidden`` (ReLU after
+    each layer); for images ``(n, input_channels, H, W)`` ``backbone="cnn"`` (a small
+    convolutional net, :func:`ebreg.nn.small_cnn`) or ``"resnet18"`` (torchvision's, when
+    installed), each followed by the ``feature_hidden`` MLP;
     energy head: y through ``target_hidden`` (ReLU), a joint layer ``[h, u] -> joint_width``,
     ``residual_blocks`` blocks ``z -> relu(Wz) + z``, then a Linear to one score;
     proposal head: three branches ``hidden -> proposal_hidden -> K*D | K*D | K``.
@@ -65,8 +70,13 @@ class ModelConfig(_JsonConfig):
     detach_proposal_features: bool = True
     min_scale: float = 1e-3
     max_scale: float = 1e3
+    backbone: str = "mlp"
+    input_channels: int = 1
 
     def __post_init__(self) -> None:
+        if self.backbone not in BACKBONES:
+            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        _positive_ints("input_channels", (self.input_channels,))
         _positive_ints("input_dim/target_dim/joint_width/components",
                        (self.input_dim, self.target_dim, self.joint_width, self.components))
         _positive_ints("feature_hidden", self.feature_hidden)

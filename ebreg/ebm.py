@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ._shapes import as_candidates
 from .config import ModelConfig
-from .nn import ResidualBlock, mlp
+from .nn import ResidualBlock, feature_network, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
 
@@ -120,7 +120,7 @@ class ConditionalEBM(nn.Module):
             proposal = MDNHead(h_dim, config.target_dim, config.components, config.proposal_hidden,
                                config.min_scale, config.max_scale)
         return cls(
-            mlp(config.input_dim, config.feature_hidden),
+            feature_network(config),
             EnergyHead(h_dim, config.target_dim, config.target_hidden, config.joint_width,
                        config.residual_blocks),
             proposal,

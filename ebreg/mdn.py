@@ -5,7 +5,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from .config import ModelConfig
-from .nn import mlp
+from .nn import feature_network
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
 
@@ -30,7 +30,7 @@ class MixtureDensityNetwork(nn.Module):
     def from_config(cls, config: ModelConfig) -> "MixtureDensityNetwork":
         """The MLP network of ``config`` (feature net and proposal-head shapes)."""
         return cls(
-            mlp(config.input_dim, config.feature_hidden),
+            feature_network(config),
             MDNHead(config.feature_hidden[-1], config.target_dim, config.components,
                     config.proposal_hidden, config.min_scale, config.max_scale),
             config.input_dim,
