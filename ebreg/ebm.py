@@ -10,7 +10,7 @@ from torch import Tensor, nn
 
 from ._shapes import as_candidates
 from .config import ModelConfig
-from .nn import ResidualBlock, feature_network, mlp
+from .nn import ResidualBlock, feature_network, full_precision, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
 
@@ -142,7 +142,8 @@ class ConditionalEBM(nn.Module):
             if x is None:
                 raise ValueError("pass x or h")
             h = self.features(x)
-        scores = self.energy(h, self.y_scaling(as_candidates(y))) + self.y_scaling.log_abs_det()
+        # float32 even under bf16 autocast: scores feed log-sum-exps
+        scores = full_precision(self.energy(h, self.y_scaling(as_candidates(y)))) + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 
     def proposal_distribution(self, h: Tensor) -> GaussianMixture:

@@ -320,7 +320,9 @@ def fit(
     and early stopping still returns the best epoch's weights.
     Multi-process training needs no change here: pass ``devices``, ``num_nodes`` and
     ``strategy="ddp"`` (each process draws its own proposal samples; gradients, logged
-    metrics and early stopping are synchronised by Lightning).
+    metrics and early stopping are synchronised by Lightning). ``precision="bf16-mixed"``
+    runs the networks' matrix products in bfloat16 while scores, proposal densities and
+    log-sum-exps stay in float32.
     """
     y = as_targets(y)
     if x.shape[0] != y.shape[0] or x.shape[0] == 0:

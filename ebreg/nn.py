@@ -7,7 +7,12 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "ResidualBlock", "small_cnn", "feature_network"]
+__all__ = ["mlp", "ResidualBlock", "small_cnn", "feature_network", "full_precision"]
+
+
+def full_precision(t: Tensor) -> Tensor:
+    """``t`` in float32 if it is in a lower precision (bf16/fp16 autocast), else unchanged."""
+    return t if t.dtype in (torch.float32, torch.float64) else t.float()
 
 
 def mlp(

@@ -17,7 +17,7 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
-from .nn import mlp
+from .nn import full_precision, mlp
 
 __all__ = ["GaussianMixture", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
 
@@ -181,6 +181,7 @@ class MDNHead(nn.Module):
     def forward(self, h: Tensor) -> GaussianMixture:
         """``h``: ``(n, H)`` -> mixture with batch ``(n,)``, event ``(D,)``."""
         n, k, d = h.shape[0], self.components, self.target_dim
-        loc = self.mean(h).view(n, k, d)
-        log_scale = soft_clamp(0.5 * self.log_var(h), *self.log_scale_bounds).view(n, k, d)
-        return GaussianMixture(self.logits(h), loc, log_scale.exp())
+        # float32 even under bf16 autocast: densities and log-sum-exps stay in full precision
+        loc = full_precision(self.mean(h)).view(n, k, d)
+        log_scale = soft_clamp(0.5 * full_precision(self.log_var(h)), *self.log_scale_bounds).view(n, k, d)
+        return GaussianMixture(full_precision(self.logits(h)), loc, log_scale.exp())

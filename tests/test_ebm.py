@@ -67,3 +67,15 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
     for a, b in zip(g_fast, g_plain):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_scores_and_proposal_stay_float32_under_bf16_autocast() -> None:
+    model = ConditionalEBM.from_config(ModelConfig())
+    x, y = torch.randn(4, 1), torch.randn(16, 4, 1)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        h = model.features(x)
+        scores = model.log_unnormalized(None, y, h=h)
+        q = model.proposal_distribution(h)
+        log_q = q.log_prob(y)
+    assert scores.dtype == torch.float32 and log_q.dtype == torch.float32
+    assert q.loc.dtype == torch.float32 and torch.isfinite(scores).all()

@@ -147,3 +147,16 @@ def test_fit_with_validation_data_runs_the_validation_loop() -> None:
     assert torch.isfinite(result.module.trainer.callback_metrics["val/loss"])
     with pytest.raises(ValueError, match="y_val contains NaN"):
         fit(ModelConfig(), cfg, x, y, x[:2], torch.tensor([0.0, float("nan")]), progress=False)
+
+
+def test_bf16_mixed_precision_trains_with_float32_losses() -> None:
+    from ebreg.datasets import Toy1
+
+    d = Toy1.sample(256, 0)
+    x = torch.as_tensor(d.x, dtype=torch.float32).view(-1, 1)
+    y = torch.as_tensor(d.y, dtype=torch.float32).view(-1, 1)
+    result = fit(ModelConfig(), TrainConfig(epochs=1, num_samples=64), x, y, progress=False, precision="bf16-mixed")
+    assert all(p.dtype == torch.float32 and torch.isfinite(p).all() for p in result.module.parameters())
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        terms = result.module.losses(x[:8], y[:8])
+    assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in terms.values())
