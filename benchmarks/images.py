@@ -68,7 +68,7 @@ def run(task: str, method: str, seed: int, epochs: int) -> dict[str, Any]:
             gen = torch.Generator().manual_seed(seed)
             nll = float(-log_likelihood(module.ebm, x, y, 4096, gen).mean())
             mean = predict_mean(module.ebm, x, 4096, gen)[:, 0]
-    return {"task": task, "method": method, "seed": seed, "nll": nll, "mae": float((mean - y).abs().mean()),
+    return {"task": task, "method": method, "seed": seed, "epochs": epochs, "nll": nll, "mae": float((mean - y).abs().mean()),
             "best_epoch": result.best_epoch, "epochs_run": int(module.current_epoch), "seconds": seconds,
             "seconds_per_epoch": seconds / max(1, module.current_epoch)}
 
@@ -78,19 +78,23 @@ def report(records: list[dict[str, Any]], command: str) -> str:
              f"Made by `{command}` (records in `images.json`). Test NLL (lower is better; cells: on",
              "dequantised counts; bars: angle in degrees) and MAE of the predictive mean. For bars the",
              "mean of a two-mode density is not a useful point prediction; the NLL is the score there.", "",
-             "| task | method | seeds | test NLL (mean, worst) | MAE | best epoch | s/epoch (3000 images) |",
-             "|---|---|---|---|---|---|---|"]
+             "| task | method | max epochs | seeds | test NLL (mean, worst) | MAE | best epoch | s/epoch (3000 images) |",
+             "|---|---|---|---|---|---|---|---|"]
     for task in TASKS:
         for method in METHODS:
-            rs = [r for r in records if r["task"] == task and r["method"] == method]
-            if not rs:
-                continue
-            nll = [r["nll"] for r in rs]
-            lines.append(f"| {task} | {method} | {len(rs)} | {statistics.fmean(nll):.3f} ({max(nll):.3f}) | "
-                         f"{statistics.fmean(r['mae'] for r in rs):.3f} | "
-                         f"{', '.join(str(r['best_epoch']) for r in rs)} | "
-                         f"{statistics.fmean(r['seconds_per_epoch'] for r in rs):.1f} |")
+            for epochs in sorted({r.get("epochs", 30) for r in records}):
+                rs = [r for r in records if r["task"] == task and r["method"] == method
+                      and r.get("epochs", 30) == epochs]
+                if rs:
+                    lines.append(_row(task, method, epochs, rs))
     return "\n".join(lines) + "\n"
+
+
+def _row(task: str, method: str, epochs: int, rs: list[dict[str, Any]]) -> str:
+    nll = [r["nll"] for r in rs]
+    return (f"| {task} | {method} | {epochs} | {len(rs)} | {statistics.fmean(nll):.3f} ({max(nll):.3f}) | "
+            f"{statistics.fmean(r['mae'] for r in rs):.3f} | {', '.join(str(r['best_epoch']) for r in rs)} | "
+            f"{statistics.fmean(r['seconds_per_epoch'] for r in rs):.1f} |")
 
 
 def main() -> int:
@@ -106,14 +110,14 @@ def main() -> int:
 
     path = Path(args.out) / "images.json"
     records = json.loads(path.read_text()) if path.exists() else []
-    done = {(r["task"], r["method"], r["seed"]) for r in records}
+    done = {(r["task"], r["method"], r["seed"], r.get("epochs", 30)) for r in records}
     todo = [(t, m, int(s)) for t in args.tasks.split(",") for m in args.methods.split(",")
-            for s in args.seeds.split(",") if (t, m, int(s)) not in done]
+            for s in args.seeds.split(",") if (t, m, int(s), args.epochs) not in done]
     print(f"{len(todo)} runs to do", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
         for fut in as_completed([pool.submit(run, *t, args.epochs) for t in todo]):
             records.append(fut.result())
-            write_json(path, sorted(records, key=lambda r: (r["task"], r["method"], r["seed"])))
+            write_json(path, sorted(records, key=lambda r: (r["task"], r["method"], r.get("epochs", 30), r["seed"])))
             print(records[-1], flush=True)
     write_text(Path(args.out) / "images.md", report(records, " ".join(["python", "benchmarks/images.py", *sys.argv[1:]])))
     return 0

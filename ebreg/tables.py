@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+import zipfile
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,8 @@ def read_table(path: str | Path) -> pd.DataFrame:
             _parquet_engine()
             frame = pd.read_parquet(path)
         else:
+            if not zipfile.is_zipfile(path):
+                raise TableError(f"{path}: cannot be read as NPZ (not a zip archive of .npy arrays)")
             with np.load(path, allow_pickle=False) as data:
                 columns: dict[str, np.ndarray] = {}
                 for key in data.files:
