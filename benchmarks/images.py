@@ -42,7 +42,7 @@ def _data(task: str, seed: int):  # noqa: ANN202
     return parts
 
 
-def run(task: str, method: str, seed: int, epochs: int) -> dict[str, Any]:
+def run(task: str, method: str, seed: int, epochs: int, energy_width: int = 32) -> dict[str, Any]:
     import torch
 
     torch.set_num_threads(1)
@@ -52,7 +52,7 @@ def run(task: str, method: str, seed: int, epochs: int) -> dict[str, Any]:
 
     train, val, test = _data(task, seed)
     t = [torch.as_tensor(a, dtype=torch.float32) for a in (train.x, train.y, val.x, val.y, test.x, test.y)]
-    model_cfg = ModelConfig(backbone="cnn", feature_hidden=(64,), target_hidden=(32, 32), joint_width=32,
+    model_cfg = ModelConfig(backbone="cnn", feature_hidden=(64,), target_hidden=(32, 32), joint_width=energy_width,
                             proposal_hidden=(64,), components=4)
     train_cfg = TrainConfig(method=method, epochs=epochs, batch_size=32, num_samples=256, patience=8, seed=seed)
     start = time.perf_counter()
@@ -68,7 +68,7 @@ def run(task: str, method: str, seed: int, epochs: int) -> dict[str, Any]:
             gen = torch.Generator().manual_seed(seed)
             nll = float(-log_likelihood(module.ebm, x, y, 4096, gen).mean())
             mean = predict_mean(module.ebm, x, 4096, gen)[:, 0]
-    return {"task": task, "method": method, "seed": seed, "epochs": epochs, "nll": nll, "mae": float((mean - y).abs().mean()),
+    return {"task": task, "method": method, "seed": seed, "epochs": epochs, "energy_width": energy_width, "nll": nll, "mae": float((mean - y).abs().mean()),
             "best_epoch": result.best_epoch, "epochs_run": int(module.current_epoch), "seconds": seconds,
             "seconds_per_epoch": seconds / max(1, module.current_epoch)}
 
@@ -78,21 +78,23 @@ def report(records: list[dict[str, Any]], command: str) -> str:
              f"Made by `{command}` (records in `images.json`). Test NLL (lower is better; cells: on",
              "dequantised counts; bars: angle in degrees) and MAE of the predictive mean. For bars the",
              "mean of a two-mode density is not a useful point prediction; the NLL is the score there.", "",
-             "| task | method | max epochs | seeds | test NLL (mean, worst) | MAE | best epoch | s/epoch (3000 images) |",
-             "|---|---|---|---|---|---|---|---|"]
+             "| task | method | max epochs | energy width | seeds | test NLL (mean, worst) | MAE | best epoch | s/epoch (3000 images) |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    budgets = sorted({(r.get("epochs", 30), r.get("energy_width", 32)) for r in records})
     for task in TASKS:
         for method in METHODS:
-            for epochs in sorted({r.get("epochs", 30) for r in records}):
+            for budget in budgets:
                 rs = [r for r in records if r["task"] == task and r["method"] == method
-                      and r.get("epochs", 30) == epochs]
+                      and (r.get("epochs", 30), r.get("energy_width", 32)) == budget]
                 if rs:
-                    lines.append(_row(task, method, epochs, rs))
+                    lines.append(_row(task, method, budget, rs))
     return "\n".join(lines) + "\n"
 
 
-def _row(task: str, method: str, epochs: int, rs: list[dict[str, Any]]) -> str:
+def _row(task: str, method: str, budget: tuple[int, int], rs: list[dict[str, Any]]) -> str:
     nll = [r["nll"] for r in rs]
-    return (f"| {task} | {method} | {epochs} | {len(rs)} | {statistics.fmean(nll):.3f} ({max(nll):.3f}) | "
+    width = budget[1] if method != "mdn" else "–"
+    return (f"| {task} | {method} | {budget[0]} | {width} | {len(rs)} | {statistics.fmean(nll):.3f} ({max(nll):.3f}) | "
             f"{statistics.fmean(r['mae'] for r in rs):.3f} | {', '.join(str(r['best_epoch']) for r in rs)} | "
             f"{statistics.fmean(r['seconds_per_epoch'] for r in rs):.1f} |")
 
@@ -103,6 +105,7 @@ def main() -> int:
     p.add_argument("--methods", default=",".join(METHODS))
     p.add_argument("--seeds", default="0")
     p.add_argument("--epochs", type=int, default=30)
+    p.add_argument("--energy-width", type=int, default=32, help="width of the energy head's joint layers")
     p.add_argument("--jobs", type=int, default=1)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     args = p.parse_args()
@@ -110,12 +113,12 @@ def main() -> int:
 
     path = Path(args.out) / "images.json"
     records = json.loads(path.read_text()) if path.exists() else []
-    done = {(r["task"], r["method"], r["seed"], r.get("epochs", 30)) for r in records}
+    done = {(r["task"], r["method"], r["seed"], r.get("epochs", 30), r.get("energy_width", 32)) for r in records}
     todo = [(t, m, int(s)) for t in args.tasks.split(",") for m in args.methods.split(",")
-            for s in args.seeds.split(",") if (t, m, int(s), args.epochs) not in done]
+            for s in args.seeds.split(",") if (t, m, int(s), args.epochs, args.energy_width) not in done]
     print(f"{len(todo)} runs to do", flush=True)
     with ProcessPoolExecutor(args.jobs) as pool:
-        for fut in as_completed([pool.submit(run, *t, args.epochs) for t in todo]):
+        for fut in as_completed([pool.submit(run, *t, args.epochs, args.energy_width) for t in todo]):
             records.append(fut.result())
             write_json(path, sorted(records, key=lambda r: (r["task"], r["method"], r.get("epochs", 30), r["seed"])))
             print(records[-1], flush=True)
