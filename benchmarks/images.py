@@ -77,7 +77,9 @@ def report(records: list[dict[str, Any]], command: str) -> str:
     lines = ["# Image regression (procedural data, small CNN, 2 CPU cores)", "",
              f"Made by `{command}` (records in `images.json`). Test NLL (lower is better; cells: on",
              "dequantised counts; bars: angle in degrees) and MAE of the predictive mean. For bars the",
-             "mean of a two-mode density is not a useful point prediction; the NLL is the score there.", "",
+             "mean of a two-mode density is not a useful point prediction; the NLL is the score there.",
+             "Seconds are wall time, 1 thread per run, often beside other benchmark processes on the",
+             "same 2 cores: treat them as upper bounds.", "",
              "| task | method | max epochs | energy width | seeds | test NLL (mean, worst) | MAE | best epoch | s/epoch (3000 images) |",
              "|---|---|---|---|---|---|---|---|---|"]
     budgets = sorted({(r.get("epochs", 30), r.get("energy_width", 32)) for r in records})

@@ -31,6 +31,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "narrow32": {"hidden": (32, 32), "energy_width": 16},
     "patience40": {"patience": 40, "epochs": 300},
     "batch32": {"batch_size": 32},
+    "head128": {"energy_width": 128},
 }
 
 
