@@ -148,6 +148,9 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
         "",
         "## Seconds per split (training and prediction; wine includes its dequantised refit)",
         "",
+        "Wall time, one thread per worker process. The committed run shared the 2 cores with other",
+        "jobs for most of its time, so these are upper bounds.",
+        "",
         *_table(records, "seconds", None, digits=1),
         "",
     ]))
