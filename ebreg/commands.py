@@ -115,7 +115,7 @@ def predict_table(model: str | Path, data: str | Path, out: str | Path, interval
     return {"rows": len(result), "dropped_rows": int((~keep).sum()), "out": str(out), "columns": list(columns)}
 
 
-def _metrics(est: Any, dist: Any, X: np.ndarray, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     y = Y[:, 0] if Y.shape[1] == 1 else Y
     mean = dist.mean.reshape(Y.shape)
     out: dict[str, Any] = {
@@ -126,9 +126,9 @@ def _metrics(est: Any, dist: Any, X: np.ndarray, Y: np.ndarray) -> tuple[dict[st
     }
     arrays: dict[str, np.ndarray] = {}
     if Y.shape[1] == 1:
-        from .metrics import calibration_error
-
         import torch
+
+        from .metrics import calibration_error
 
         out["crps"] = float(dist.crps(y).mean())
         for level in COVERAGE_LEVELS:
@@ -149,7 +149,10 @@ def _metrics(est: Any, dist: Any, X: np.ndarray, Y: np.ndarray) -> tuple[dict[st
 def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | None = None,
                    report: str | Path | None = None, drop_missing: bool = False) -> dict[str, Any]:
     """Scores on a table with observed targets; with ``report`` a folder of JSON and figures."""
+    import torch
+
     from . import plotting
+    from .metrics import pit_coverage
 
     est, spec = _load(model)
     frame = read_table(data)
@@ -160,7 +163,7 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     X, Y, _ = _clean(observed.feature_matrix(frame), observed.target_matrix(frame),
                      spec.feature_names + observed.targets, str(data), drop_missing)
     dist = est.predict_dist(X)
-    metrics, arrays = _metrics(est, dist, X, Y)
+    metrics, arrays = _metrics(est, dist, Y)
     if report is None:
         return metrics
     report = Path(report)
@@ -169,9 +172,9 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
         write_json(folder / "metrics.json", {"model": str(model), "data": str(data), **metrics})
         if "pit" in arrays:
             plotting.pit_histogram(folder / "pit.png", arrays["pit"])
-            levels = np.linspace(0.05, 0.95, 19)
-            cover = [float(np.mean(np.abs(arrays["pit"] - 0.5) <= a / 2)) for a in levels]
-            plotting.reliability_diagram(folder / "reliability.png", levels, np.array(cover))
+            levels = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
+            cover = pit_coverage(torch.as_tensor(arrays["pit"]), levels)
+            plotting.reliability_diagram(folder / "reliability.png", levels.numpy(), cover.numpy())
             low, high = arrays["interval90"]
             plotting.predicted_vs_true(folder / "predicted_vs_true.png", Y[:, 0], arrays["mean"][:, 0], low, high, 0.9)
             if X.shape[1] == 1:

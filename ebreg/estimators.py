@@ -165,9 +165,10 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
     def log_likelihood(self, X: Any, y: Any) -> np.ndarray:
         """``log p(y_i | x_i)`` per row ``(n,)`` in original units."""
         dist = self.predict_dist(X)
+        n = dist.x.shape[0] if isinstance(dist, SNISPredictive) else dist.mixture.loc.shape[0]
         y = np.asarray(y, dtype=np.float64)
-        if y.shape[0] != dist.mean.shape[0] or not np.isfinite(y).all():
-            raise ValueError(f"y must be finite with one row per row of X ({dist.mean.shape[0]}), got shape {y.shape}")
+        if y.shape[0] != n or not np.isfinite(y).all():
+            raise ValueError(f"y must be finite with one row per row of X ({n}), got shape {y.shape}")
         return dist.log_prob(y)
 
 

@@ -17,7 +17,7 @@ __all__ = [
     "crps_weighted",
     "interval_coverage",
     "pit_values",
-    "calibration_error",
+    "calibration_error", "pit_coverage",
     "grid_log_normalizer",
     "grid_log_likelihood",
     "kl_to_truth_grid",
@@ -71,8 +71,13 @@ def calibration_error(pit: Tensor, levels: int = 20) -> float:
     central interval of level a covers y iff ``|PIT - 0.5| <= a / 2``.
     """
     a = torch.arange(1, levels, dtype=torch.float64) / levels
-    covered = ((pit.double().reshape(-1, 1) - 0.5).abs() <= a / 2).double().mean(0)
-    return float((covered - a).abs().mean())
+    return float((pit_coverage(pit, a) - a).abs().mean())
+
+
+def pit_coverage(pit: Tensor, levels: Tensor) -> Tensor:
+    """Observed coverage ``(L,)`` of the central intervals of nominal ``levels`` ``(L,)``:
+    the interval of level a covers y iff ``|PIT - 0.5| <= a / 2``."""
+    return ((pit.double().reshape(-1, 1) - 0.5).abs() <= levels.double() / 2).double().mean(0)
 
 
 def _trapezoid_log_weights(grid: Tensor) -> Tensor:
