@@ -14,9 +14,8 @@ the coverage of the central 90 % interval. Wine's ratings are integers: its reco
 hold ``nll_dequantized``, from a second fit on targets with uniform noise of width 1 added
 to the training and the test targets.
 
-Each (dataset, split, method) appends one record to ``OUT/uci.json`` as soon as it is done
-and is skipped when its record exists. A task is one (dataset, split) with all its methods,
-run back to back in one worker process, so a split's methods are timed side by side.
+Each (dataset, split, method) is one task in a worker process (one thread each); it appends
+its record to ``OUT/uci.json`` as soon as it is done and is skipped when its record exists.
 """
 
 from __future__ import annotations
@@ -154,11 +153,8 @@ def main(argv: list[str] | None = None) -> int:
         n_splits = loaded[name].n_splits
         splits = [int(s) for s in args.splits.split(",")] if args.splits else range(3 if args.quick else n_splits)
         for k in splits:
-            todo = [m for m in methods if (name, k, m) not in done]
-            if todo:
-                tasks.append((name, k, todo))
-    print(f"{sum(len(t[2]) for t in tasks)} runs in {len(tasks)} tasks ({len(done)} already recorded) -> {path}",
-          flush=True)
+            tasks += [(name, k, [m]) for m in methods if (name, k, m) not in done]
+    print(f"{len(tasks)} runs ({len(done)} already recorded) -> {path}", flush=True)
     start = time.perf_counter()
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = [pool.submit(run_split, args.data, *t) for t in tasks]
