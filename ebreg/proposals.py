@@ -30,17 +30,30 @@ class GaussianMixture(MixtureSameFamily):
         loc: ``(n, K, D)`` component means.
         scale: ``(n, K, D)`` component standard deviations (positive).
 
-    ``log_prob`` is torch's log-sum-exp over components. ``sample`` draws one component
-    per sample and then one Gaussian draw, so its cost does not grow with K, and it takes
-    an optional ``torch.Generator``.
+    ``log_prob`` is one log-sum-exp over components (the same value as torch's
+    ``MixtureSameFamily.log_prob`` in fewer passes over the ``(..., n, K, D)`` values; no
+    argument validation, which costs host syncs). ``sample`` draws one component per sample
+    and then one Gaussian draw, so its cost does not grow with K, and it takes an optional
+    ``torch.Generator``.
     """
 
     def __init__(self, logits: Tensor, loc: Tensor, scale: Tensor) -> None:
         super().__init__(
-            Categorical(logits=logits),
-            Independent(Normal(loc, scale), 1),
+            Categorical(logits=logits, validate_args=False),
+            Independent(Normal(loc, scale, validate_args=False), 1, validate_args=False),
             validate_args=False,
         )
+
+    def log_prob(self, value: Tensor) -> Tensor:
+        """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``."""
+        loc, scale = self.loc, self.scale
+        d = loc.shape[-1]
+        # log N(v; mu, s^2) = -((v - mu) c)^2 + log c - log(pi) / 2 per dimension, c = 1 / (s sqrt 2)
+        c = scale.reciprocal() * math.sqrt(0.5)  # (n, K, D)
+        const = torch.log_softmax(self.mixture_distribution.logits, -1) + c.log().sum(-1) - 0.5 * d * math.log(math.pi)
+        sq = ((value.unsqueeze(-2) - loc) * c).square()  # (..., n, K, D)
+        sq = sq.squeeze(-1) if d == 1 else sq.sum(-1)
+        return torch.logsumexp(const - sq, -1)
 
     @property
     def loc(self) -> Tensor:
@@ -76,16 +89,19 @@ class GaussianMixture(MixtureSameFamily):
         like = {"device": probs.device, "dtype": probs.dtype}
         if common_noise:
             u = (torch.arange(num, **like) + torch.rand(1, generator=generator, **like)) / num  # stratified
-            comp = torch.searchsorted(probs.cumsum(-1), u.expand(n, num).contiguous()).clamp_(max=k - 1).T
+            u = u.unsqueeze(1)  # (num, 1): the same for every row
             eps = torch.randn(num, 1, d, generator=generator, **like)
-        else:  # inverse CDF: cheaper than torch.multinomial for many draws from few components
-            u = torch.rand(n, num, generator=generator, **like)
-            comp = torch.searchsorted(probs.cumsum(-1), u).clamp_(max=k - 1).T  # (num, n)
+        else:
+            u = torch.rand(n, num, generator=generator, **like).T  # (num, n)
             eps = torch.randn(num, n, d, generator=generator, **like)
-        idx = comp[..., None, None].expand(num, n, 1, d)
-        loc = self.loc.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
-        scale = self.scale.unsqueeze(0).expand(num, n, k, d).gather(2, idx).squeeze(2)
-        return (loc + scale * eps).reshape(*sample_shape, n, d)
+        # inverse CDF: the component is the number of cumulative weights below u (cheaper than
+        # torch.multinomial or searchsorted for a few components); then one row lookup of
+        # [mean, scale] per sample
+        comp = (u.unsqueeze(-1) > probs.cumsum(-1)[:, : k - 1]).sum(-1)  # (num, n)
+        rows = comp + torch.arange(0, n * k, k, device=probs.device)
+        params = torch.cat([self.loc, self.scale], -1).view(n * k, 2 * d).index_select(0, rows.view(-1))
+        params = params.view(num, n, 2 * d)
+        return torch.addcmul(params[..., :d], params[..., d:], eps).reshape(*sample_shape, n, d)
 
     def cdf(self, value: Tensor) -> Tensor:
         """Mixture CDF for D = 1: ``value`` ``(..., n, 1)`` -> ``(..., n)``."""

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 from scipy import stats
+from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
 from ebreg.proposals import FixedGaussianMixture, GaussianMixture, MDNHead, soft_clamp
 
@@ -34,6 +35,23 @@ def test_mixture_log_prob_matches_scipy_loop(d: int) -> None:
                 for k in range(4)
             )
             assert got[m, i].item() == pytest.approx(math.log(dens), abs=1e-10)
+
+
+@pytest.mark.parametrize("d", [1, 2])
+def test_mixture_log_prob_and_gradients_equal_torchs_mixture(d: int) -> None:
+    # the fast path: same values and parameter gradients as MixtureSameFamily, any batch shape
+    torch.manual_seed(4)
+    params = [torch.randn(6, 3, requires_grad=True), torch.randn(6, 3, d, requires_grad=True),
+              torch.rand(6, 3, d).add(0.2).requires_grad_()]
+    y = torch.randn(2, 5, 6, d)
+    ours = GaussianMixture(*params).log_prob(y)
+    ref = MixtureSameFamily(Categorical(logits=params[0]), Independent(Normal(params[1], params[2]), 1)).log_prob(y)
+    assert ours.shape == ref.shape == (2, 5, 6)
+    torch.testing.assert_close(ours, ref)
+    g_ours = torch.autograd.grad(ours.sum(), params)
+    g_ref = torch.autograd.grad(ref.sum(), params)
+    for a, b in zip(g_ours, g_ref):
+        torch.testing.assert_close(a, b)
 
 
 def test_mixture_log_prob_is_finite_far_in_the_tails() -> None:
