@@ -107,6 +107,10 @@ class TrainConfig(_JsonConfig):
     take and return original units; the fixed proposal's sigmas are in original units).
     ``patience``: with validation data, stop after this many epochs without a better
     validation NLL and keep the best epoch's weights (None: train all epochs, keep the last).
+    ``proposal_nll_weight`` (joint methods, not in the paper; 0 = off): add this multiple of the
+    proposal's NLL at the observed targets to its loss, so the proposal also learns from the
+    data directly and, with ``ModelConfig(detach_proposal_features=False)``, so does the
+    feature network.
     """
 
     method: str = "joint_nce"
@@ -121,6 +125,7 @@ class TrainConfig(_JsonConfig):
     lr_schedule: str = "cosine"
     standardize: bool = True
     patience: int | None = None
+    proposal_nll_weight: float = 0.0
     seed: int = 0
 
     @classmethod
@@ -146,6 +151,11 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"patience must be a positive integer or None, got {self.patience}")
         if self.grad_clip_norm is not None and not self.grad_clip_norm > 0:
             raise ValueError(f"grad_clip_norm must be positive or None, got {self.grad_clip_norm}")
+        if not (self.proposal_nll_weight >= 0 and math.isfinite(self.proposal_nll_weight)):
+            raise ValueError(f"proposal_nll_weight must be finite and >= 0, got {self.proposal_nll_weight}")
+        if self.proposal_nll_weight and self.method not in JOINT_METHODS:
+            raise ValueError(f"proposal_nll_weight applies to the joint methods ({', '.join(JOINT_METHODS)}), "
+                             f"not to {self.method!r}")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
                              f"{', '.join(LR_SCHEDULES)}")

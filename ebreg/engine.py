@@ -62,6 +62,9 @@ class EBMTrainer(L.LightningModule):
         if method in FIXED_METHODS:
             self.fixed = FixedGaussianMixture(train_config.fixed_sigmas)
         self._generator: torch.Generator | None = None
+        self._train_sums: Tensor | None = None  # per-epoch sums of the loss terms over examples
+        self._train_names: list[str] = []
+        self._train_count = 0
 
     # ------------------------------------------------------------------ losses
     def _proposal(self, x: Tensor, y: Tensor, h: Tensor | None) -> GaussianMixture:
@@ -100,11 +103,15 @@ class EBMTrainer(L.LightningModule):
             return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}, ess
         if cfg.method in ("nce_fixed", "nceplus_fixed"):
             return {"nce": nce(f_data, log_q_data, f_samples, log_q_samples)}, ess
-        if cfg.method == "joint_mlis":
-            return {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}, ess
-        if cfg.method == "joint_nce":
-            ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
-            return {"nce": ebm_loss, "proposal_kl": kl}, ess
+        if cfg.method in JOINT_METHODS:
+            if cfg.method == "joint_mlis":
+                terms = {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
+            else:
+                ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
+                terms = {"nce": ebm_loss, "proposal_kl": kl}
+            if cfg.proposal_nll_weight:
+                terms["proposal_nll"] = cfg.proposal_nll_weight * mdn_nll(log_q_data)
+            return terms, ess
         teacher, student = teacher_student(f_data, log_q_data, f_samples, log_q_samples)
         return {"teacher_nce": teacher, "student": student}, ess
 
@@ -133,12 +140,20 @@ class EBMTrainer(L.LightningModule):
                 f"non-finite training loss at step {self.global_step} "
                 f"(epoch {self.current_epoch}, batch {batch_idx}): {detail}"
             )
-        n = len(batch[0])
-        for name, value in terms.items():
-            self.log(f"train/{name}", value, on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
         if ess is not None:
-            self.log("train/ess_fraction", ess.mean(), on_step=False, on_epoch=True, batch_size=n, sync_dist=True)
+            terms["ess_fraction"] = ess.mean()
+        # epoch means accumulated here and logged once per epoch: a self.log per term and
+        # step costs about a tenth of a small model's step
+        sums = torch.stack(list(terms.values())).detach() * len(batch[0])
+        self._train_sums = sums if self._train_sums is None else self._train_sums + sums
+        self._train_names, self._train_count = list(terms), self._train_count + len(batch[0])
         return loss
+
+    def on_train_epoch_end(self) -> None:
+        if self._train_sums is not None:
+            means = self._train_sums / self._train_count
+            self.log_dict({f"train/{k}": v for k, v in zip(self._train_names, means)}, sync_dist=True)
+        self._train_sums, self._train_count = None, 0
 
     def validation_nll(self, x: Tensor, y: Tensor) -> Tensor | None:
         """Per-example NLL ``(n,)`` of the test-time model in original units, or None.

@@ -50,7 +50,27 @@ def test_variant_b_trains_the_feature_net_by_the_ebm_loss_only() -> None:
     assert all(p.grad is not None for p in module.ebm.proposal.parameters())
 
 
+@pytest.mark.parametrize("detach", [True, False])
+def test_proposal_nll_term_is_the_weighted_nll_and_trains_features_only_when_undetached(detach: bool) -> None:
+    torch.manual_seed(0)
+    module = EBMTrainer(ModelConfig(input_dim=2, detach_proposal_features=detach),
+                        TrainConfig(method="joint_nce", num_samples=16, proposal_nll_weight=0.3))
+    module._generator = torch.Generator().manual_seed(0)
+    x, y = _batch(1)
+    terms = module.losses(x, y)
+    assert set(terms) == {"nce", "proposal_kl", "proposal_nll"}
+    q = module.ebm.proposal_distribution(module.ebm.features(x))
+    torch.testing.assert_close(terms["proposal_nll"], -0.3 * q.log_prob(y))
+    terms["proposal_nll"].mean().backward()
+    assert all((p.grad is None) == detach for p in module.ebm.feature_net.parameters())
+    assert all(p.grad is None for p in module.ebm.energy.parameters())
+
+
 def test_config_validation_names_the_problem() -> None:
+    with pytest.raises(ValueError, match="proposal_nll_weight applies to the joint methods"):
+        TrainConfig(method="mdn", proposal_nll_weight=1.0)
+    with pytest.raises(ValueError, match="proposal_nll_weight must be finite"):
+        TrainConfig(proposal_nll_weight=-1.0)
     with pytest.raises(ValueError, match="unknown method 'sgd'"):
         TrainConfig(method="sgd")
     with pytest.raises(ValueError, match="lr"):
