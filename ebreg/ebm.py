@@ -61,13 +61,13 @@ class EnergyHead(nn.Module):
             return self.forward_reference(h, y)
         m, n, d = y.shape
         z = y.permute(2, 0, 1).reshape(d, m * n)  # (D, M*n)
-        # in-place ReLUs and adds only on fresh products, which autograd does not keep
+        # in-place ReLUs only on fresh results that autograd does not keep (and are not views)
         for layer in self.target_net:
             z = _linear_feature_major(layer, z) if isinstance(layer, nn.Linear) else torch.relu_(z)
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = torch.addmm(self.joint.bias.unsqueeze(1), w_h, h.T)  # (W, n), once per x
         width = per_x.shape[0]
-        z = torch.relu_((w_u @ z).view(width, m, n).add_(per_x.unsqueeze(1))).view(width, m * n)
+        z = torch.relu_((w_u @ z).view(width, m, n) + per_x.unsqueeze(1)).view(width, m * n)
         for block in self.blocks:
             z = torch.relu_(_linear_feature_major(block.linear, z)) + z
         return _linear_feature_major(self.out, z).view(m, n)
