@@ -10,6 +10,7 @@ on the validation NLL, and keep the best epoch. Training and prediction are seed
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -24,6 +25,25 @@ from .predictive import MixturePredictive, SNISPredictive
 __all__ = ["EBMRegressor", "MDNRegressor"]
 
 _DEVICES = ("cpu", "cuda", "auto")
+
+
+#: a target value shared by at least this many rows and this fraction of them is an atom
+ATOM_MIN_ROWS, ATOM_MIN_FRACTION = 10, 0.005
+
+
+def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
+    """Warn when one target value (row of ``Y`` ``(n, D)``) is shared by many rows: a density
+    can put unbounded mass on it, so likelihoods there stop meaning anything."""
+    values, counts = np.unique(Y, axis=0, return_counts=True)
+    top = int(counts.argmax())
+    if counts[top] >= max(ATOM_MIN_ROWS, ATOM_MIN_FRACTION * len(Y)):
+        value = values[top].tolist()
+        warnings.warn(
+            f"{name}: {counts[top]} of {len(Y)} training targets ({counts[top] / len(Y):.1%}) equal "
+            f"{value[0] if len(value) == 1 else value}; a continuous density can grow without bound on a "
+            "repeated value, so its log-likelihood there (and the model's) can become arbitrarily large. "
+            "If the targets are rounded, add uniform noise of one rounding step (dequantise) before fitting.",
+            UserWarning, stacklevel=3)
 
 
 class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
@@ -115,6 +135,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         constant = [j for j in range(Y.shape[1]) if np.ptp(Y[:, j]) == 0]
         if constant:
             raise ValueError(f"{name}: target column(s) {constant} are constant; there is no distribution to learn")
+        _warn_on_repeated_targets(name, Y)
         seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
         train_rows, val_rows = self._split(len(X), seed)
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]

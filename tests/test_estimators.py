@@ -174,6 +174,19 @@ def test_bad_data_is_named() -> None:
         est.predict(X[:, :2])
 
 
+def test_a_repeated_target_value_is_warned_about_and_continuous_targets_are_not() -> None:
+    X, y = _data(400)
+    quick = {**SMALL, "epochs": 1}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no warning for continuous targets (a few ties are fine)
+        MDNRegressor(**quick).fit(X, np.concatenate([y[:-8], np.full(8, y[0])]))  # 9 equal rows
+    y_atom = np.concatenate([y[:-20], np.zeros(20)])  # 20 of 400 rows at 0.0: an atom
+    with pytest.warns(UserWarning, match=r"20 of 400 training targets \(5.0%\) equal 0.0"):
+        EBMRegressor(**quick).fit(X, y_atom)
+    with pytest.warns(UserWarning, match=r"equal \[0.0, 1.0\]"):
+        MDNRegressor(**quick).fit(X, np.column_stack([y_atom, (y_atom == 0).astype(float)]))
+
+
 @pytest.mark.parametrize("name", ["ebm", "mdn"])
 def test_model_folder_round_trip(fitted, name: str, tmp_path) -> None:  # noqa: ANN001
     import ebreg
