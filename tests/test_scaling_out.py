@@ -36,19 +36,21 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_as_good(tmp_path: Path) -> None:
-    whole = _run(tmp_path / "whole.json", "--checkpoint", str(tmp_path / "ckpt_whole"))
+    # 40 epochs of 20 steps: seconds of training left after the first checkpoint to kill it in
+    long = ("--epochs", "40")
+    whole = _run(tmp_path / "whole.json", "--checkpoint", str(tmp_path / "ckpt_whole"), *long)
     ckpt = tmp_path / "ckpt"
     out = tmp_path / "resumed.json"
-    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--checkpoint", str(ckpt)],
+    proc = subprocess.Popen([sys.executable, str(SCRIPT), str(out), "--checkpoint", str(ckpt), *long],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.time() + 300
     while not (ckpt / "last.ckpt").exists() and time.time() < deadline:  # wait for a checkpoint
-        time.sleep(0.2)
-    time.sleep(0.5)  # and a little more training after it
+        time.sleep(0.02)
+    time.sleep(0.2)  # and a little more training after it
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists(), "the run finished before it could be killed"
-    resumed = _run(out, "--checkpoint", str(ckpt))
+    resumed = _run(out, "--checkpoint", str(ckpt), *long)
     assert 0 < resumed["start_step"] < resumed["global_step"] == whole["global_step"]
     assert abs(resumed["val_nll"] - whole["val_nll"]) < 0.1, (resumed, whole)
     assert abs(resumed["val_nll"] - resumed["best_val_nll"]) < 1e-3  # the best epoch's weights
