@@ -158,8 +158,9 @@ def main() -> int:
     from ebreg.io import write_json, write_text
 
     write_json(out / "speed.json", result)
-    write_text(out / "speed.md", report(result, " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]])))
-    print(report(result, ""), flush=True)
+    text = report(result, " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]))
+    write_text(out / "speed.md", text)
+    print(text, flush=True)
     return 0
 
 
