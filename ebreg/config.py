@@ -13,10 +13,11 @@ __all__ = [
 ]
 
 #: Training methods. ``*_fixed`` use the fixed proposal centred at the target; ``joint_*``
-#: learn an MDN proposal with the EBM (variant A: ``joint_mlis``, variant B: ``joint_nce``);
+#: learn an MDN proposal with the EBM (variant B: ``joint_nce``, variant A: ``joint_mlis``);
 #: ``mdn`` is an MDN by NLL and ``mdn_teacher`` an MDN trained with an EBM teacher.
+#: The first of JOINT_METHODS and of MDN_METHODS is the estimators' default.
 FIXED_METHODS = ("nce_fixed", "mlis_fixed", "nceplus_fixed")
-JOINT_METHODS = ("joint_mlis", "joint_nce")
+JOINT_METHODS = ("joint_nce", "joint_mlis")
 MDN_METHODS = ("mdn", "mdn_teacher")
 METHODS = FIXED_METHODS + JOINT_METHODS + MDN_METHODS
 LR_SCHEDULES = ("constant", "cosine")

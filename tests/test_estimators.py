@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
+from ebreg.config import TrainConfig
 from ebreg.estimators import EBMRegressor, MDNRegressor
 
 #: small and quick, so sklearn's ~40 checks per estimator stay within seconds each
@@ -210,3 +211,22 @@ def test_cached_and_streamed_predictions_agree(fitted, monkeypatch) -> None:  # 
     streamed = fitted["ebm"].predict_dist(X)
     assert np.allclose(streamed.mean, mean, atol=1e-6)
     assert np.allclose(streamed.interval(0.8), (low, high), atol=1e-6)
+
+
+def test_default_methods_are_the_documented_ones(monkeypatch) -> None:  # noqa: ANN001
+    import ebreg.engine
+
+    trained, real_fit = [], ebreg.engine.fit
+
+    def spy(model_config, train_config, *args, **kwargs):  # noqa: ANN001, ANN202
+        trained.append(train_config.method)
+        return real_fit(model_config, train_config, *args, **kwargs)
+
+    monkeypatch.setattr(ebreg.engine, "fit", spy)
+    X = np.random.RandomState(0).randn(40, 2)
+    y = X[:, 0] + 0.1 * np.random.RandomState(1).randn(40)
+    small = dict(epochs=1, hidden=(8,), energy_width=8, num_samples=16, predict_samples=16, random_state=0)
+    EBMRegressor(**small).fit(X, y)
+    MDNRegressor(**small).fit(X, y)
+    # NCE's loss is bounded below; ML-IS's is not where a target value repeats (docs/diagnostics.md)
+    assert trained == ["joint_nce", "mdn"] == [TrainConfig().method, "mdn"]
