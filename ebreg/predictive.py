@@ -20,7 +20,7 @@ from torch import Tensor
 
 from ._shapes import as_targets
 from .ebm import ConditionalEBM
-from .inference import DEFAULT_MAX_CANDIDATES, WeightedSamples, map_chunks
+from .inference import DEFAULT_MAX_CANDIDATES, WeightedSamples, log_density, map_chunks
 from .metrics import crps_weighted
 from .proposals import GaussianMixture
 
@@ -196,10 +196,10 @@ class SNISPredictive(_Predictive):
         return _numpy(self._map(lambda ws, _: ws.ess()))
 
     def log_prob(self, y: np.ndarray) -> np.ndarray:
-        """``log p(y|x) = f(x, y) - log Z(x)`` ``(n,)``, with ``log Z`` estimated by SNIS."""
+        """``log p(y|x) = f(x, y) - log Z(x)`` ``(n,)``, with ``log Z`` estimated by SNIS with ``y``
+        counted among the samples (:func:`ebreg.inference.log_density`)."""
         t = self._targets(y, self.x.device)
-        return _numpy(self._map(
-            lambda ws, rows: self.model.log_unnormalized(self.x[rows], t[rows]) - ws.log_normalizer()))
+        return _numpy(self._map(lambda ws, rows: log_density(self.model, self.x[rows], t[rows], ws)))
 
     def cdf(self, y: np.ndarray) -> np.ndarray:
         """Weighted empirical CDF ``(n,)`` at one target per row (D = 1)."""

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ebreg.inference import (
     WeightedSamples,
     importance_sample,
+    log_density,
     log_likelihood,
     predict_mean,
     refine,
@@ -73,6 +74,36 @@ def test_log_likelihood_of_a_gaussian_ebm(gen: torch.Generator) -> None:
     assert torch.allclose(ll, torch.as_tensor(stats.norm.logpdf(0.2, 0, 0.7)), atol=0.01)
 
 
+class SpikedEBM(KnownEBM):
+    """KnownEBM plus a spike of height ``spike`` nats on ``|y| < 1e-6``, far narrower than
+    the proposal: no sample lands in it."""
+
+    def __init__(self, spike: float) -> None:
+        super().__init__()
+        self.spike = spike
+
+    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
+        return super().log_unnormalized(x, y, h) + self.spike * (y.abs() < 1e-6).squeeze(-1)
+
+
+def test_log_density_is_bounded_at_a_spike_the_samples_miss(gen: torch.Generator) -> None:
+    m = 1000
+    x, y = torch.zeros(3, 1, dtype=torch.float64), torch.zeros(3, 1, dtype=torch.float64)
+    model = SpikedEBM(spike=500.0)
+    ws = importance_sample(model, x, num_samples=m, generator=gen)
+    plain = model.log_unnormalized(x, y) - ws.log_normalizer()
+    bounded = log_density(model, x, y, ws)
+    log_q = model.proposal_distribution(x).log_prob(y)
+    assert (plain > 400).all()  # plain SNIS believes the spike
+    assert (bounded <= log_q + math.log(m + 1) + 1e-9).all()
+    assert torch.allclose(bounded, log_q + math.log(m + 1), atol=1e-6)  # the spike's weight dominates
+    # without the spike the two estimates agree to O(1/M)
+    clean = KnownEBM()
+    ws = importance_sample(clean, x, num_samples=m, generator=gen)
+    assert torch.allclose(log_density(clean, x, y, ws), clean.log_unnormalized(x, y) - ws.log_normalizer(),
+                          atol=5 / m)
+
+
 def test_chunked_prediction_equals_one_chunk_statistically(gen: torch.Generator) -> None:
     model = KnownEBM()
     x = torch.linspace(-2, 2, 50, dtype=torch.float64).view(-1, 1)
@@ -93,6 +124,8 @@ def test_weighted_samples_statistics_by_hand() -> None:
     assert (low.item(), high.item()) == (1.0, 3.0)
     # log Z = log mean of the weights as given
     assert ws.log_normalizer().item() == pytest.approx(math.log(1.0 / 4))
+    # one more point with weight 0.5 counts as a fifth sample
+    assert ws.log_normalizer(torch.tensor([math.log(0.5)])).item() == pytest.approx(math.log(1.5 / 5))
     with pytest.raises(ValueError, match="lie in"):
         ws.interval(1.5)
 
