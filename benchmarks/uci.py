@@ -1,13 +1,15 @@
 """UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
 
     python benchmarks/uci.py --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
-                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost] [--quick]
+                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ebm_mlis] [--quick]
                              [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
 ``gaussian_mlp`` (the MDN with one component: a heteroscedastic Gaussian MLP),
 ``deep_ensemble`` (5 of those with different seeds, predicting their equal-weight mixture),
-``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults).
+``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults); and, only
+when asked for, ``ebm_mlis`` (the EBM trained by ML-IS, ``method="joint_mlis"``, which
+``EBMRegressor`` ran by default before 2026-11-29).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
 the coverage of the central 90 % interval. Wine's ratings are integers: its records also
@@ -31,7 +33,9 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci"
-METHODS = ("ebm", "mdn", "gaussian_mlp", "deep_ensemble", "ngboost")
+PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost")
+DEFAULT_METHODS = ("ebm", *PEERS)
+METHODS = (*DEFAULT_METHODS, "ebm_mlis")
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
 DEQUANTIZED = ("wine-quality-red",)
@@ -58,6 +62,8 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
 
     if method == "ebm":
         return EBMRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
+    if method == "ebm_mlis":
+        return EBMRegressor(method="joint_mlis", random_state=seed).fit(x_train, y_train).predict_dist(x_test)
     if method == "mdn":
         return MDNRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
     if method == "gaussian_mlp":
@@ -131,7 +137,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of UCI dataset folders")
     p.add_argument("--datasets", default=None, help="comma-separated folder names (default: all)")
     p.add_argument("--splits", default=None, help="comma-separated split numbers (default: all)")
-    p.add_argument("--methods", default=",".join(METHODS))
+    p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {', '.join(METHODS)}")
     p.add_argument("--quick", action="store_true", help=f"splits 0-2 of {', '.join(QUICK_DATASETS)}")
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
