@@ -111,6 +111,8 @@ class ConditionalEBM(nn.Module):
         self.detach_proposal_features = detach_proposal_features
         self.x_scaling = AffineScaling(input_dim)
         self.y_scaling = AffineScaling(energy.target_dim)
+        # p(y|x) ∝ exp(f / T): 1 in training; set afterwards by ebreg.calibration
+        self.register_buffer("temperature", torch.ones(()))
 
     @classmethod
     def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> "ConditionalEBM":
@@ -134,7 +136,8 @@ class ConditionalEBM(nn.Module):
         return self.feature_net(self.x_scaling(x))
 
     def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
-        """Scores ``f(x, y)``, a log-density up to a constant.
+        """Scores ``f(x, y) / T``, a log-density up to a constant (T: the ``temperature``
+        buffer, 1 unless :mod:`ebreg.calibration` set it).
 
         ``y``: ``(M, n, D)`` -> ``(M, n)``, or ``(n, D)`` -> ``(n,)``. Pass precomputed
         features as ``h`` (then ``x`` is ignored) to evaluate g once per x.
@@ -144,7 +147,8 @@ class ConditionalEBM(nn.Module):
                 raise ValueError("pass x or h")
             h = self.features(x)
         # float32 even under bf16 autocast: scores feed log-sum-exps
-        scores = full_precision(self.energy(h, self.y_scaling(as_candidates(y)))) + self.y_scaling.log_abs_det()
+        energy = full_precision(self.energy(h, self.y_scaling(as_candidates(y))))
+        scores = energy / self.temperature + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 
     def proposal_distribution(self, h: Tensor) -> GaussianMixture:

@@ -19,6 +19,7 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from .calibration import fit_temperature
 from .config import JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
 from .predictive import MixturePredictive, SNISPredictive
 
@@ -154,6 +155,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         module = result.module.to(self._torch_device())
         self.model_ = module.mdn if module.mdn is not None else module.ebm
         self.model_.requires_grad_(False)
+        if x_val is not None:
+            self._calibrate(x_val.to(self._torch_device()), y_val.to(self._torch_device()), seed)
         self.model_config_ = model_cfg
         self.squeeze_ = y.ndim == 1
         self.seed_ = seed
@@ -162,6 +165,9 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.best_val_nll_ = result.best_val_nll
         self.train_seconds_ = result.train_seconds
         return self
+
+    def _calibrate(self, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
+        """Adjust the fitted model on the validation part (nothing by default)."""
 
     def save(self, path: Any, metrics: dict[str, Any] | None = None, table: dict[str, Any] | None = None) -> Any:
         """Write this fitted estimator to a model folder (see :mod:`ebreg.model_file`)."""
@@ -211,9 +217,46 @@ class EBMRegressor(_ProbabilisticRegressor):
         device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
         random_state: seed (int), ``RandomState`` or None.
         verbose: show a progress bar.
+        calibrate: after training, fit a temperature T, ``p(y|x) ∝ exp(f(x, y) / T)``, by the
+            log-likelihood of the validation part (:mod:`ebreg.calibration`; ``temperature_``).
+            Without a validation part T stays 1.
     """
 
     _methods = JOINT_METHODS
+
+    def __init__(
+        self,
+        method: str | None = None,
+        components: int = 4,
+        hidden: tuple[int, ...] = (64, 64),
+        energy_width: int = 32,
+        num_samples: int = 256,
+        predict_samples: int = 1024,
+        epochs: int = 150,
+        batch_size: int = 64,
+        lr: float = 3e-3,
+        validation_fraction: float = 0.1,
+        patience: int | None = 20,
+        device: str = "cpu",
+        random_state: int | np.random.RandomState | None = None,
+        verbose: bool = False,
+        calibrate: bool = True,
+    ) -> None:
+        super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
+                         batch_size, lr, validation_fraction, patience, device, random_state, verbose)
+        self.calibrate = calibrate
+
+    def _calibrate(self, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
+        if self.calibrate:
+            gen = torch.Generator(device=x_val.device).manual_seed(seed)
+            t = fit_temperature(self.model_, x_val, y_val, self.predict_samples, gen)
+            self.model_.temperature.fill_(t)
+
+    @property
+    def temperature_(self) -> float:
+        """The fitted model's temperature T (1: not calibrated)."""
+        check_is_fitted(self)
+        return float(self.model_.temperature)
 
     def predict_dist(self, X: Any) -> SNISPredictive:
         """SNIS predictions with the learned proposal (M = ``predict_samples``, common noise)."""

@@ -142,6 +142,8 @@ def load(path: str | Path) -> Any:
         model = ConditionalEBM.from_config(config, with_proposal=True)
     else:
         model = MixtureDensityNetwork.from_config(config)
+    if cls is EBMRegressor:  # folders saved before temperature calibration: T = 1
+        state.setdefault("temperature", torch.ones(()))
     wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if wanted != found:

@@ -230,3 +230,34 @@ def test_default_methods_are_the_documented_ones(monkeypatch) -> None:  # noqa: 
     MDNRegressor(**small).fit(X, y)
     # NCE's loss is bounded below; ML-IS's is not where a target value repeats (docs/diagnostics.md)
     assert trained == ["joint_nce", "mdn"] == [TrainConfig().method, "mdn"]
+
+
+def test_calibration_fits_a_temperature_on_the_validation_part() -> None:
+    X, y = _data()
+    params = {**SMALL, "epochs": 30, "patience": None, "random_state": 0}
+    plain = EBMRegressor(**params, calibrate=False).fit(X, y)
+    calibrated = EBMRegressor(**params).fit(X, y)
+    assert plain.temperature_ == 1.0 and calibrated.temperature_ != 1.0
+    _, val = calibrated._split(len(X), calibrated.seed_)
+    # the same network; T is the validation part's best, so its likelihood there can only rise
+    assert (calibrated.log_likelihood(X[val], y[val]).mean()
+            >= plain.log_likelihood(X[val], y[val]).mean() - 1e-6)
+    assert EBMRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y).temperature_ == 1.0
+
+
+def test_model_folders_saved_before_calibration_load_at_temperature_one(fitted, tmp_path) -> None:  # noqa: ANN001
+    import hashlib
+    import json
+
+    from safetensors.torch import load_file, save_file
+
+    import ebreg
+
+    folder = fitted["ebm"].save(tmp_path / "model")
+    state = load_file(str(folder / "weights.safetensors"))
+    del state["temperature"]
+    save_file(state, str(folder / "weights.safetensors"))
+    meta = json.loads((folder / "model.json").read_text())
+    meta["weights_sha256"] = hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
+    (folder / "model.json").write_text(json.dumps(meta))
+    assert ebreg.load(folder).temperature_ == 1.0

@@ -9,6 +9,7 @@ import torch
 from scipy import integrate, stats
 from torch import Tensor, nn
 
+from ebreg.calibration import fit_temperature, temperature_log_likelihoods
 from ebreg.inference import (
     WeightedSamples,
     importance_sample,
@@ -162,3 +163,25 @@ def test_refine_climbs_to_the_mode_and_never_descends() -> None:
     y = refine(model, x, y0, steps=50, step_size=0.2)
     assert (model.log_unnormalized(x, y) >= start).all()
     assert torch.allclose(y, x, atol=1e-3)
+
+
+def test_fitted_temperature_matches_the_closed_form(gen: torch.Generator) -> None:
+    # f = log N(y; x, s^2) + c, so p_T = N(x, T s^2); rows drawn with variance 1.5 s^2 -> T* = 1.5
+    model = KnownEBM(s=0.7, shift=0.2, width=1.5)
+    x = torch.randn(2000, 1, dtype=torch.float64, generator=gen)
+    y = x + 0.7 * math.sqrt(1.5) * torch.randn(2000, 1, dtype=torch.float64, generator=gen)
+    sample_t = float(((y - x) ** 2).mean()) / 0.7**2  # the maximum-likelihood T of these rows
+    assert fit_temperature(model, x, y, num_samples=512, generator=gen) == pytest.approx(sample_t, rel=0.05)
+
+
+def test_temperature_one_gives_the_log_likelihood(gen: torch.Generator) -> None:
+    model = KnownEBM()
+    x = torch.linspace(-1, 1, 7, dtype=torch.float64).view(-1, 1)
+    y = x.squeeze(-1) + 0.3
+    state = gen.get_state()
+    per_t = temperature_log_likelihoods(model, x, y, torch.tensor([0.8, 1.0]), 512, gen)
+    gen.set_state(state)
+    ll = log_likelihood(model, x, y, 512, gen, common_noise=True)
+    assert per_t.shape == (7, 2)
+    assert torch.allclose(per_t[:, 1], ll, atol=1e-9)
+    assert not torch.allclose(per_t[:, 0], ll)
