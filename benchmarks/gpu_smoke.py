@@ -36,7 +36,7 @@ def main() -> int:
     X, Y = data.x[:, None], data.y
     est = EBMRegressor(epochs=5, device="cuda", random_state=0).fit(X, Y)
     gpu_mean = est.predict(X[:200])
-    est.model_ = est.model_.cpu()
+    est.models_ = [m.cpu() for m in est.models_]
     est.set_params(device="cpu")
     cpu_mean = est.predict(X[:200])
     print(f"estimator: max |CUDA - CPU| of the SNIS mean {np.abs(gpu_mean - cpu_mean).max():.2e}", flush=True)

@@ -45,9 +45,9 @@ def run(data_dir: str, dataset: str, split: int, estimator: str, candidate: str)
     part = load_uci(Path(data_dir) / dataset).split(split)
     cls = EBMRegressor if estimator == "ebm" else MDNRegressor
     start = time.perf_counter()
-    est = cls(random_state=split, **CANDIDATES[candidate]).fit(part.x_train, part.y_train)
+    est = cls(random_state=split, ensemble_size=1, **CANDIDATES[candidate]).fit(part.x_train, part.y_train)
     return {"dataset": dataset, "split": split, "estimator": estimator, "candidate": candidate,
-            "val_nll": est.best_val_nll_, "best_epoch": est.best_epoch_, "seconds": time.perf_counter() - start}
+            "val_nll": est.best_val_nll_[0], "best_epoch": est.best_epoch_[0], "seconds": time.perf_counter() - start}
 
 
 def main() -> int:

@@ -131,14 +131,21 @@ def _demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _per_model(values: list, spec: str = "") -> str:
+    """One value per model of an ensemble, ``a/b/c`` (``-`` for none)."""
+    return "/".join("-" if v is None else format(v, spec) for v in values)
+
+
 def _fit(args: argparse.Namespace) -> int:
     from .commands import fit_table
 
     r = fit_table(args.data, args.target, args.out, args.features, args.method, args.epochs, args.components,
                   args.seed, args.drop_missing, args.one_hot, progress=not args.no_progress)
     dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
-    print(f"{r['method']}: {r['train_rows']} rows{dropped}; {r['epochs_run']} epochs in {r['train_seconds']:.1f} s, "
-          f"kept epoch {r['best_epoch']} (validation NLL {r['validation_nll']:.4f})")
+    models = len(r["epochs_run"])
+    print(f"{r['method']}: {r['train_rows']} rows{dropped}; {models} model{'s' * (models > 1)}, "
+          f"{_per_model(r['epochs_run'])} epochs in {r['train_seconds']:.1f} s, kept epoch "
+          f"{_per_model(r['best_epoch'])} (validation NLL {_per_model(r['validation_nll'], '.4f')})")
     print(f"wrote {r['model']}")
     return 0
 

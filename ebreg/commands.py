@@ -58,7 +58,7 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     options = {k: v for k, v in {"epochs": epochs, "components": components}.items() if v is not None}
     est = cls(method=method, random_state=seed, verbose=progress, **options)
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
-    metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": int(est.n_epochs_),
+    metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": est.n_epochs_,
                "best_epoch": est.best_epoch_, "validation_nll": est.best_val_nll_,
                "train_seconds": round(est.train_seconds_, 2)}
     est.save(out, metrics=metrics, table=spec.to_dict())
@@ -202,6 +202,7 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     import torch
 
     from .plotting import row_density
+    from .proposals import pool_mixtures
 
     if Path(out).suffix.lower() != ".png":
         raise TableError(f"{out}: the figure is written as PNG; give a file name ending in .png")
@@ -220,10 +221,10 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     pad = 0.25 * (hi - lo) + 1e-6
     grid = np.linspace(lo - pad, hi + pad, points)
     curves = [("model", np.exp(est.predict_dist(np.repeat(x, points, 0)).log_prob(grid)))]
-    if hasattr(est.model_, "proposal_distribution"):
+    if hasattr(est.models_[0], "proposal_distribution"):
         with torch.no_grad():
             xt = torch.as_tensor(x, dtype=torch.float32, device=est._torch_device())
-            q = est.model_.proposal_distribution(est.model_.features(xt))
+            q = pool_mixtures([m.proposal_distribution(m.features(xt)) for m in est.models_])
             g = torch.as_tensor(grid, dtype=torch.float32, device=xt.device).view(-1, 1, 1)
             curves.append(("proposal", np.exp(q.log_prob(g).cpu().double().numpy()[:, 0])))
     target = spec.targets[0]

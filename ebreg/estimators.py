@@ -3,13 +3,16 @@
 
 Both take tables ``X`` ``(n, d)`` and targets ``y`` ``(n,)`` or ``(n, D)``, standardise them
 inside the model, hold out ``validation_fraction`` of the training rows for early stopping
-on the validation NLL, and keep the best epoch. Training and prediction are seeded from
-``random_state`` and never touch the global random state when it is an integer.
+on the validation NLL, and keep the best epoch. With ``ensemble_size`` E > 1 they train E
+models, each from its own seed and with its own validation part, and predict with their
+equal-weight mixture. Training and prediction are seeded from ``random_state`` and never
+touch the global random state when it is an integer.
 """
 
 from __future__ import annotations
 
 import math
+import time
 import warnings
 from typing import Any
 
@@ -22,11 +25,17 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 from .calibration import fit_temperature
 from .config import JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
 from .predictive import MixturePredictive, SNISPredictive
+from .proposals import pool_mixtures
 
 __all__ = ["EBMRegressor", "MDNRegressor"]
 
 _DEVICES = ("cpu", "cuda", "auto")
 
+
+#: ``ensemble_size="auto"``: this many models when the training data have fewer than
+#: ``AUTO_ENSEMBLE_ROWS`` rows (where an ensemble is cheap and cuts the variance that small
+#: data leave in one model), one model otherwise
+AUTO_ENSEMBLE_SIZE, AUTO_ENSEMBLE_ROWS = 5, 2000
 
 #: a target value shared by at least this many rows and this fraction of them is an atom
 ATOM_MIN_ROWS, ATOM_MIN_FRACTION = 10, 0.005
@@ -68,6 +77,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         device: str = "cpu",
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
+        ensemble_size: int | str = 1,
     ) -> None:
         self.method = method
         self.components = components
@@ -83,6 +93,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.device = device
         self.random_state = random_state
         self.verbose = verbose
+        self.ensemble_size = ensemble_size
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
@@ -108,6 +119,15 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"{name}: device must be one of {', '.join(_DEVICES)}, got {self.device!r}")
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must lie in [0, 1), got {self.validation_fraction}")
+        size = self.ensemble_size
+        if size != "auto" and not (isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1):
+            raise ValueError(f"{name}: ensemble_size must be a positive integer or 'auto', got {size!r}")
+
+    def _ensemble_size(self, n: int) -> int:
+        """The number of models to train on ``n`` rows."""
+        if self.ensemble_size == "auto":
+            return AUTO_ENSEMBLE_SIZE if n < AUTO_ENSEMBLE_ROWS else 1
+        return int(self.ensemble_size)
 
     def _torch_device(self) -> torch.device:
         if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
@@ -125,8 +145,6 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
 
     def fit(self, X: Any, y: Any) -> "_ProbabilisticRegressor":
         """Train on ``X`` ``(n, d)`` and ``y`` ``(n,)`` or ``(n, D)``; returns self."""
-        from .engine import fit as train
-
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         name = type(self).__name__
@@ -137,37 +155,48 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         if constant:
             raise ValueError(f"{name}: target column(s) {constant} are constant; there is no distribution to learn")
         _warn_on_repeated_targets(name, Y)
-        seed = int(check_random_state(self.random_state).randint(np.iinfo(np.int32).max))
-        train_rows, val_rows = self._split(len(X), seed)
+        rng = check_random_state(self.random_state)
+        seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self._ensemble_size(len(X)))]
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
+        model_cfg = self._model_config(X.shape[1], Y.shape[1])
+        start = time.perf_counter()
+        results = [self._fit_model(model_cfg, *tensors, seed) for seed in seeds]
+        self.models_ = [model for model, _ in results]
+        self.model_config_ = model_cfg
+        self.squeeze_ = y.ndim == 1
+        self.seeds_ = seeds
+        self.n_epochs_ = [r.module.current_epoch for _, r in results]
+        self.best_epoch_ = [r.best_epoch for _, r in results]
+        self.best_val_nll_ = [r.best_val_nll for _, r in results]
+        self.train_seconds_ = time.perf_counter() - start
+        return self
+
+    def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, seed: int) -> tuple[Any, Any]:
+        """Train one model from ``seed`` (its validation part and initial weights) on ``X``
+        ``(n, d)``, ``Y`` ``(n, D)``; returns the model and the engine's ``FitResult``."""
+        from .engine import fit as train
+
+        train_rows, val_rows = self._split(len(X), seed)
         x_val = y_val = None
         if val_rows is not None:
-            x_val, y_val = (t[val_rows] for t in tensors)
+            x_val, y_val = X[val_rows], Y[val_rows]
         train_cfg = TrainConfig(
             method=self._method(), epochs=self.epochs, batch_size=min(self.batch_size, len(train_rows)),
             lr=self.lr, num_samples=self.num_samples, patience=self.patience if val_rows is not None else None,
             seed=seed,
         )
-        model_cfg = self._model_config(X.shape[1], Y.shape[1])
-        accelerator = "gpu" if self._torch_device().type == "cuda" else "cpu"
-        result = train(model_cfg, train_cfg, tensors[0][train_rows], tensors[1][train_rows], x_val, y_val,
-                       progress=self.verbose, accelerator=accelerator, devices=1)
-        module = result.module.to(self._torch_device())
-        self.model_ = module.mdn if module.mdn is not None else module.ebm
-        self.model_.requires_grad_(False)
+        device = self._torch_device()
+        result = train(model_cfg, train_cfg, X[train_rows], Y[train_rows], x_val, y_val, progress=self.verbose,
+                       accelerator="gpu" if device.type == "cuda" else "cpu", devices=1)
+        module = result.module.to(device)
+        model = module.mdn if module.mdn is not None else module.ebm
+        model.requires_grad_(False)
         if x_val is not None:
-            self._calibrate(x_val.to(self._torch_device()), y_val.to(self._torch_device()), seed)
-        self.model_config_ = model_cfg
-        self.squeeze_ = y.ndim == 1
-        self.seed_ = seed
-        self.n_epochs_ = result.module.current_epoch
-        self.best_epoch_ = result.best_epoch
-        self.best_val_nll_ = result.best_val_nll
-        self.train_seconds_ = result.train_seconds
-        return self
+            self._calibrate(model, x_val.to(device), y_val.to(device), seed)
+        return model, result
 
-    def _calibrate(self, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
-        """Adjust the fitted model on the validation part (nothing by default)."""
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
+        """Adjust a fitted model on its validation part (nothing by default)."""
 
     def save(self, path: Any, metrics: dict[str, Any] | None = None, table: dict[str, Any] | None = None) -> Any:
         """Write this fitted estimator to a model folder (see :mod:`ebreg.model_file`)."""
@@ -218,8 +247,12 @@ class EBMRegressor(_ProbabilisticRegressor):
         random_state: seed (int), ``RandomState`` or None.
         verbose: show a progress bar.
         calibrate: after training, fit a temperature T, ``p(y|x) ∝ exp(f(x, y) / T)``, by the
-            log-likelihood of the validation part (:mod:`ebreg.calibration`; ``temperature_``).
-            Without a validation part T stays 1.
+            log-likelihood of the validation part (:mod:`ebreg.calibration`; ``temperatures_``,
+            one per model). Without a validation part T stays 1.
+        ensemble_size: number of EBMs E, each trained from its own seed and validation part;
+            predictions use their equal-weight mixture (E * ``predict_samples`` samples per
+            row). ``"auto"``: :data:`AUTO_ENSEMBLE_SIZE` when the training data have fewer than
+            :data:`AUTO_ENSEMBLE_ROWS` rows, else 1.
     """
 
     _methods = JOINT_METHODS
@@ -240,28 +273,30 @@ class EBMRegressor(_ProbabilisticRegressor):
         device: str = "cpu",
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
+        ensemble_size: int | str = "auto",
         calibrate: bool = True,
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
-                         batch_size, lr, validation_fraction, patience, device, random_state, verbose)
+                         batch_size, lr, validation_fraction, patience, device, random_state, verbose,
+                         ensemble_size)
         self.calibrate = calibrate
 
-    def _calibrate(self, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
         if self.calibrate:
             gen = torch.Generator(device=x_val.device).manual_seed(seed)
-            t = fit_temperature(self.model_, x_val, y_val, self.predict_samples, gen)
-            self.model_.temperature.fill_(t)
+            model.temperature.fill_(fit_temperature(model, x_val, y_val, self.predict_samples, gen))
 
     @property
-    def temperature_(self) -> float:
-        """The fitted model's temperature T (1: not calibrated)."""
+    def temperatures_(self) -> list[float]:
+        """Each fitted model's temperature T (1: not calibrated)."""
         check_is_fitted(self)
-        return float(self.model_.temperature)
+        return [float(m.temperature) for m in self.models_]
 
     def predict_dist(self, X: Any) -> SNISPredictive:
-        """SNIS predictions with the learned proposal (M = ``predict_samples``, common noise)."""
+        """SNIS predictions with the learned proposals (M = ``predict_samples`` per model,
+        common noise)."""
         x = self._x(X)
-        return SNISPredictive(self.model_, x, self.predict_samples, self.seed_, self.squeeze_)
+        return SNISPredictive(self.models_, x, self.predict_samples, self.seeds_[0], self.squeeze_)
 
 
 class MDNRegressor(_ProbabilisticRegressor):
@@ -270,13 +305,15 @@ class MDNRegressor(_ProbabilisticRegressor):
     Args:
         method: ``"mdn"`` (maximum likelihood; the default, None) or ``"mdn_teacher"`` (trained towards an EBM
             teacher learned alongside; ``num_samples`` and ``energy_width`` apply to it).
+        ensemble_size: number of MDNs, predicting with their equal-weight mixture (default 1:
+            the plain MDN; ``"auto"`` as :class:`EBMRegressor`).
         Other arguments as :class:`EBMRegressor`.
     """
 
     _methods = MDN_METHODS
 
     def predict_dist(self, X: Any) -> MixturePredictive:
-        """The exact mixture of every row."""
+        """The exact mixture of every row (of every model's mixture, for an ensemble)."""
         x = self._x(X)
         with torch.no_grad():
-            return MixturePredictive(self.model_(x), self.squeeze_)
+            return MixturePredictive(pool_mixtures([model(x) for model in self.models_]), self.squeeze_)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
+from typing import Union
 
 import torch
 from torch import Tensor
@@ -27,7 +28,12 @@ __all__ = [
     "sample",
     "refine",
     "DEFAULT_MAX_CANDIDATES",
+    "Models",
+    "members",
 ]
+
+#: one EBM, or a list or tuple of the members of an equal-weight ensemble ``p(y|x) = 1/E sum_e p_e(y|x)``
+Models = Union[ConditionalEBM, Sequence[ConditionalEBM]]
 
 #: Candidates (rows x samples) evaluated at once by the chunked functions: small enough that
 #: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh
@@ -37,22 +43,32 @@ DEFAULT_MAX_CANDIDATES = 2**18
 
 @dataclass(frozen=True)
 class WeightedSamples:
-    """Samples ``(M, n, D)`` with unnormalised log-weights ``(M, n)``.
+    """Samples ``(E * M, n, D)`` with unnormalised log-weights ``(E * M, n)``.
 
     With ``log_weights = f - log q`` (as :func:`importance_sample` makes them),
-    :meth:`log_normalizer` estimates ``log Z(x)``.
+    :meth:`log_normalizer` estimates ``log Z(x)``. An ensemble's samples stack its E
+    members' blocks of M (``members = E``): each block is weighed within itself and counts
+    1/E, which is SNIS for the mixture ``1/E sum_e p_e``.
     """
 
     samples: Tensor
     log_weights: Tensor
+    members: int = 1
 
     @property
     def num_samples(self) -> int:
-        return self.samples.shape[0]
+        """Samples per member, M."""
+        return self.samples.shape[0] // self.members
+
+    def _blocks(self) -> Tensor:
+        """``(E, M, n)`` view of the log-weights."""
+        return self.log_weights.view(self.members, self.num_samples, -1)
 
     def weights(self) -> Tensor:
-        """Self-normalised weights ``(M, n)``, summing to one over M."""
-        return torch.softmax(self.log_weights, 0)
+        """Self-normalised weights ``(E * M, n)``, summing to one over all samples."""
+        if self.members == 1:
+            return torch.softmax(self.log_weights, 0)
+        return (torch.softmax(self._blocks(), 1) / self.members).view_as(self.log_weights)
 
     def mean(self) -> Tensor:
         """SNIS mean ``(n, D)``."""
@@ -69,19 +85,21 @@ class WeightedSamples:
         return self.variance().sqrt()
 
     def ess(self) -> Tensor:
-        """Effective sample size ``1 / sum_m w_m^2`` ``(n,)``, between 1 and M."""
-        return torch.exp(-torch.logsumexp(2 * torch.log_softmax(self.log_weights, 0), 0))
+        """Effective sample size ``1 / sum_m w_m^2`` ``(n,)``, between 1 and E * M."""
+        return self.weights().square().sum(0).reciprocal()
 
     def log_normalizer(self, extra_log_weight: Tensor | None = None) -> Tensor:
-        """``log Z(x) ≈ logsumexp_m log w_m - log M`` ``(n,)`` (biased low for finite M).
+        """``log Z(x) ≈ logsumexp_m log w_m - log M`` ``(n,)`` (biased low for finite M); for an
+        ensemble one per member, ``(E, n)``.
 
-        ``extra_log_weight`` ``(n,)``: count one more point with this log-weight, as an
-        (M + 1)-th sample (see :func:`log_density`).
+        ``extra_log_weight`` ``(n,)`` or ``(E, n)``: count one more point with
+        this log-weight, as an (M + 1)-th sample (see :func:`log_density`).
         """
-        if extra_log_weight is None:
-            return torch.logsumexp(self.log_weights, 0) - math.log(self.num_samples)
-        log_w = torch.cat([self.log_weights, extra_log_weight.unsqueeze(0)])
-        return torch.logsumexp(log_w, 0) - math.log(self.num_samples + 1)
+        log_w = self._blocks()
+        if extra_log_weight is not None:
+            log_w = torch.cat([log_w, extra_log_weight.view(self.members, 1, -1)], 1)
+        out = torch.logsumexp(log_w, 1) - math.log(log_w.shape[1])
+        return out.squeeze(0) if self.members == 1 else out
 
     def _sorted_1d(self) -> tuple[Tensor, Tensor]:
         if self.samples.shape[-1] != 1:
@@ -126,23 +144,34 @@ class WeightedSamples:
         return self.samples.gather(0, idx.unsqueeze(-1).expand(k, idx.shape[1], d))
 
 
+def members(model: Models) -> list[ConditionalEBM]:
+    """The EBMs of ``model``: itself, or an ensemble's members."""
+    return list(model) if isinstance(model, (list, tuple)) else [model]
+
+
 @torch.no_grad()
 def importance_sample(
-    model: ConditionalEBM,
+    model: Models,
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     common_noise: bool = False,
 ) -> WeightedSamples:
-    """Draw M samples per row of ``x`` ``(n, ...)`` from the learned proposal and weigh them.
+    """Draw M samples per row of ``x`` ``(n, ...)`` from the learned proposal and weigh them;
+    for an ensemble, M from each member's proposal, weighed by that member.
 
     ``common_noise``: see :meth:`ebreg.proposals.GaussianMixture.sample`.
     """
-    h = model.features(x)
-    q = model.proposal_distribution(h)
-    ys = q.sample((num_samples,), generator=generator, common_noise=common_noise)  # (M, n, D)
-    log_w = model.log_unnormalized(None, ys, h=h) - q.log_prob(ys)
-    return WeightedSamples(ys, log_w)
+    samples, log_weights = [], []
+    for ebm in members(model):
+        h = ebm.features(x)
+        q = ebm.proposal_distribution(h)
+        ys = q.sample((num_samples,), generator=generator, common_noise=common_noise)  # (M, n, D)
+        samples.append(ys)
+        log_weights.append(ebm.log_unnormalized(None, ys, h=h) - q.log_prob(ys))
+    if len(samples) == 1:
+        return WeightedSamples(samples[0], log_weights[0])
+    return WeightedSamples(torch.cat(samples), torch.cat(log_weights), len(samples))
 
 
 def _chunks(n: int, size: int) -> Iterator[slice]:
@@ -152,7 +181,7 @@ def _chunks(n: int, size: int) -> Iterator[slice]:
 
 def map_chunks(
     fn: Callable[[WeightedSamples, slice], Tensor],
-    model: ConditionalEBM,
+    model: Models,
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
@@ -186,7 +215,7 @@ def map_chunks(
 
 
 def predict_mean(
-    model: ConditionalEBM,
+    model: Models,
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
@@ -199,8 +228,9 @@ def predict_mean(
 
 
 @torch.no_grad()
-def log_density(model: ConditionalEBM, x: Tensor, y: Tensor, ws: WeightedSamples) -> Tensor:
-    """``log p(y|x) ≈ f(x, y) - log Z(x)`` ``(n,)`` from the weighted samples ``ws`` of ``x``.
+def log_density(model: Models, x: Tensor, y: Tensor, ws: WeightedSamples) -> Tensor:
+    """``log p(y|x) ≈ f(x, y) - log Z(x)`` ``(n,)`` from the weighted samples ``ws`` of ``x``
+    (for an ensemble, ``log 1/E sum_e p_e(y|x)`` with each member's own ``log Z_e``).
 
     ``log Z`` counts the evaluated ``y`` among the samples, with its own importance weight
     ``w_y = exp(f(x, y)) / q(y|x)``: ``Z ≈ (sum_m w_m + w_y) / (M + 1)``. Like plain SNIS
@@ -210,14 +240,18 @@ def log_density(model: ConditionalEBM, x: Tensor, y: Tensor, ws: WeightedSamples
     likelihood arbitrarily large (a repeated target value invites such spikes,
     ``docs/diagnostics.md``). ``y``: ``(n, D)``.
     """
-    h = model.features(x)
-    f = model.log_unnormalized(None, y, h=h)
-    log_q = model.proposal_distribution(h).log_prob(y)
-    return f - ws.log_normalizer(f - log_q)
+    f, log_q = [], []
+    for ebm in members(model):
+        h = ebm.features(x)
+        f.append(ebm.log_unnormalized(None, y, h=h))
+        log_q.append(ebm.proposal_distribution(h).log_prob(y))
+    f_all, log_q_all = torch.stack(f), torch.stack(log_q)  # (E, n)
+    log_z = ws.log_normalizer(f_all - log_q_all).view_as(f_all)
+    return torch.logsumexp(f_all - log_z, 0) - math.log(len(f_all))
 
 
 def log_likelihood(
-    model: ConditionalEBM,
+    model: Models,
     x: Tensor,
     y: Tensor,
     num_samples: int = 1024,
@@ -235,7 +269,7 @@ def log_likelihood(
 
 
 def sample(
-    model: ConditionalEBM,
+    model: Models,
     x: Tensor,
     k: int,
     num_samples: int = 1024,

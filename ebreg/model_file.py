@@ -1,7 +1,7 @@
 """Model folders: weights as safetensors, everything else as JSON; nothing is ever unpickled.
 
-A model folder holds ``weights.safetensors`` (the network's state dict, standardisation
-included) and ``model.json``: the format and library versions, the estimator's class and
+A model folder holds ``weights.safetensors`` (the networks' state dicts, standardisation
+included; the keys of model e of an ensemble start with ``"e."``) and ``model.json``: the format and library versions, the estimator's class and
 parameters, the network configuration, fitted attributes (feature names, shapes), the
 weights' SHA-256 and optional user metrics. Saving is atomic (see
 :func:`ebreg.io.atomic_folder`); loading checks the format version, the checksum and every
@@ -29,10 +29,14 @@ __all__ = ["ModelFileError", "save", "load", "FORMAT_VERSION"]
 
 FORMAT = "ebreg-model"
 #: bump when a model folder written now could not be read by an older ebreg
-FORMAT_VERSION = 1
+#: (2: ensembles; version-1 folders hold one model, its keys unprefixed, and still load)
+FORMAT_VERSION = 2
 WEIGHTS = "weights.safetensors"
 META = "model.json"
-_FITTED = ("n_features_in_", "squeeze_", "seed_", "n_epochs_", "best_epoch_", "best_val_nll_", "train_seconds_")
+_FITTED = ("n_features_in_", "squeeze_", "seeds_", "n_epochs_", "best_epoch_", "best_val_nll_", "train_seconds_")
+#: fitted attributes that version 1 held as one value and version 2 as one per model
+_PER_MODEL_V1 = {"seed_": "seeds_", "n_epochs_": "n_epochs_", "best_epoch_": "best_epoch_",
+                 "best_val_nll_": "best_val_nll_"}
 
 
 class ModelFileError(ValueError):
@@ -70,7 +74,7 @@ def save(estimator: Any, path: str | Path, metrics: dict[str, Any] | None = None
     """
     from . import __version__
 
-    model = estimator.model_
+    models = torch.nn.ModuleList(estimator.models_)
     meta: dict[str, Any] = {
         "format": FORMAT,
         "format_version": FORMAT_VERSION,
@@ -86,7 +90,7 @@ def save(estimator: Any, path: str | Path, metrics: dict[str, Any] | None = None
     }
 
     def write(folder: Path) -> None:
-        state = {k: v.detach().to("cpu").contiguous() for k, v in model.state_dict().items()}
+        state = {k: v.detach().to("cpu").contiguous() for k, v in models.state_dict().items()}
         save_file(state, str(folder / WEIGHTS))
         meta["weights_sha256"] = _sha256(folder / WEIGHTS)
         write_json(folder / META, meta)
@@ -115,6 +119,24 @@ def _read_meta(folder: Path) -> dict[str, Any]:
     return meta
 
 
+def _upgrade_v1(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """Read a version-1 folder's one model as an ensemble of one (in place for ``meta``)."""
+    fitted = meta["fitted"]
+    for old, new in _PER_MODEL_V1.items():
+        fitted[new] = [fitted.pop(old)]
+    meta["params"]["ensemble_size"] = 1
+    if meta["estimator"] == "EBMRegressor":  # saved before temperature calibration: T = 1
+        state.setdefault("temperature", torch.ones(()))
+    return {f"0.{k}": v for k, v in state.items()}
+
+
+def _network(ebm: bool, config: ModelConfig) -> torch.nn.Module:
+    """An untrained network of the estimator's kind, to load weights into."""
+    if ebm:
+        return ConditionalEBM.from_config(config, with_proposal=True)
+    return MixtureDensityNetwork.from_config(config)
+
+
 def load(path: str | Path) -> Any:
     """Load a model folder written by :func:`save`; returns the fitted estimator."""
     from .estimators import EBMRegressor, MDNRegressor
@@ -122,36 +144,33 @@ def load(path: str | Path) -> Any:
     folder = Path(path)
     meta = _read_meta(folder)
     classes = {"EBMRegressor": EBMRegressor, "MDNRegressor": MDNRegressor}
-    try:
-        cls = classes[meta["estimator"]]
-        config = ModelConfig.from_dict(meta["model_config"])
-        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
-        estimator = cls(**params)
-        fitted = {k: meta["fitted"][k] for k in _FITTED}
-        expected = meta["weights_sha256"]
-    except (KeyError, TypeError, ValueError) as err:
-        raise ModelFileError(f"{folder / META} is incomplete or invalid: {err!r}") from err
-    if _sha256(folder / WEIGHTS) != expected:
+    if _sha256(folder / WEIGHTS) != meta.get("weights_sha256"):
         raise ModelFileError(f"{folder / WEIGHTS} does not match the checksum in {META}: "
                              f"the file was changed or truncated")
     try:
         state = load_file(str(folder / WEIGHTS))
     except (SafetensorError, OSError) as err:
         raise ModelFileError(f"{folder / WEIGHTS} cannot be read: {err}") from err
-    if cls is EBMRegressor:
-        model = ConditionalEBM.from_config(config, with_proposal=True)
-    else:
-        model = MixtureDensityNetwork.from_config(config)
-    if cls is EBMRegressor:  # folders saved before temperature calibration: T = 1
-        state.setdefault("temperature", torch.ones(()))
-    wanted = {k: tuple(v.shape) for k, v in model.state_dict().items()}
+    try:
+        if meta["format_version"] == 1:
+            state = _upgrade_v1(meta, state)
+        cls = classes[meta["estimator"]]
+        config = ModelConfig.from_dict(meta["model_config"])
+        params = {k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()}
+        estimator = cls(**params)
+        fitted = {k: meta["fitted"][k] for k in _FITTED}
+        count = len(fitted["seeds_"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise ModelFileError(f"{folder / META} is incomplete or invalid: {err!r}") from err
+    models = torch.nn.ModuleList(_network(cls is EBMRegressor, config) for _ in range(count))
+    wanted = {k: tuple(v.shape) for k, v in models.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if wanted != found:
         diff = sorted(set(wanted.items()) ^ set(found.items()))[:3]
         raise ModelFileError(f"{folder / WEIGHTS} does not fit the network in {META} (first differences: {diff})")
-    model.load_state_dict(state)
-    model.eval().requires_grad_(False)
-    estimator.model_ = model.to(estimator._torch_device())
+    models.load_state_dict(state)
+    models.eval().requires_grad_(False)
+    estimator.models_ = list(models.to(estimator._torch_device()))
     estimator.model_config_ = config
     for key, value in fitted.items():
         setattr(estimator, key, value)

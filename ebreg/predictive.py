@@ -19,8 +19,7 @@ import torch
 from torch import Tensor
 
 from ._shapes import as_targets
-from .ebm import ConditionalEBM
-from .inference import DEFAULT_MAX_CANDIDATES, WeightedSamples, log_density, map_chunks
+from .inference import DEFAULT_MAX_CANDIDATES, Models, WeightedSamples, log_density, map_chunks, members
 from .metrics import crps_weighted
 from .proposals import GaussianMixture
 
@@ -142,7 +141,8 @@ class MixturePredictive(_Predictive):
 
 class SNISPredictive(_Predictive):
     """An EBM's prediction per row by self-normalised importance sampling with its learned
-    proposal (M samples per row, drawn in bounded-memory chunks).
+    proposal (M samples per row, drawn in bounded-memory chunks); for an ensemble of EBMs,
+    the equal-weight mixture of the members, M samples from each.
 
     Every query sees the same samples (common noise from ``seed``), so the answers are
     consistent with each other and do not depend on how the rows are batched. Up to
@@ -152,14 +152,14 @@ class SNISPredictive(_Predictive):
 
     def __init__(
         self,
-        model: ConditionalEBM,
+        model: Models,
         x: Tensor,
         num_samples: int,
         seed: int,
         squeeze: bool = False,
         max_candidates: int = DEFAULT_MAX_CANDIDATES,
     ) -> None:
-        super().__init__(model.energy.target_dim, squeeze)
+        super().__init__(members(model)[0].energy.target_dim, squeeze)
         self.model, self.x, self.num_samples, self.seed = model, x, num_samples, seed
         self.max_candidates = max_candidates
         self._cached: WeightedSamples | None = None
@@ -171,13 +171,14 @@ class SNISPredictive(_Predictive):
                               common_noise=True)
 
     def _map(self, fn: Callable[[WeightedSamples, slice], Tensor]) -> Tensor:
-        if self.x.shape[0] * self.num_samples > CACHE_CANDIDATES:
+        count = len(members(self.model))
+        if self.x.shape[0] * self.num_samples * count > CACHE_CANDIDATES:
             return self._stream(fn)
         if self._cached is None:
             packed = self._stream(lambda ws, _: torch.cat([ws.samples, ws.log_weights.unsqueeze(-1)], -1)
-                                  .transpose(0, 1))  # (n, M, D + 1)
+                                  .transpose(0, 1))  # (n, E * M, D + 1)
             packed = packed.transpose(0, 1)
-            self._cached = WeightedSamples(packed[..., :-1], packed[..., -1])
+            self._cached = WeightedSamples(packed[..., :-1], packed[..., -1], count)
         with torch.no_grad():
             return fn(self._cached, slice(None))
 
@@ -191,7 +192,7 @@ class SNISPredictive(_Predictive):
 
     @property
     def ess(self) -> np.ndarray:
-        """Effective sample size per row ``(n,)``, between 1 and M: how many of the M proposal
+        """Effective sample size per row ``(n,)``, between 1 and E * M: how many of the proposal
         samples effectively count (low values mean the proposal misses the EBM's mass)."""
         return _numpy(self._map(lambda ws, _: ws.ess()))
 

@@ -19,7 +19,7 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from .nn import full_precision, mlp
 
-__all__ = ["GaussianMixture", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
+__all__ = ["GaussianMixture", "pool_mixtures", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -110,6 +110,15 @@ class GaussianMixture(MixtureSameFamily):
         z = (value.unsqueeze(-2) - self.loc) / self.scale  # (..., n, K, 1)
         comp_cdf = torch.special.ndtr(z).squeeze(-1)  # (..., n, K)
         return (comp_cdf * self.mixture_distribution.probs).sum(-1)
+
+
+def pool_mixtures(mixtures: Sequence[GaussianMixture]) -> GaussianMixture:
+    """The equal-weight mixture ``1/E sum_e q_e`` of E mixtures over the same n rows, as one
+    mixture of ``E * K`` components."""
+    if len(mixtures) == 1:
+        return mixtures[0]
+    logits = torch.cat([torch.log_softmax(m.mixture_distribution.logits, -1) for m in mixtures], -1)
+    return GaussianMixture(logits, torch.cat([m.loc for m in mixtures], -2), torch.cat([m.scale for m in mixtures], -2))
 
 
 class FixedGaussianMixture(nn.Module):

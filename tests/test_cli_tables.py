@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from ebreg.model_file import FORMAT_VERSION
+
 PNG = b"\x89PNG\r\n\x1a\n"
 
 
@@ -154,7 +156,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
         "tampered model": (["predict", work / "model_tampered", train, "--out", pred], r"changed or truncated", pred),
         "truncated model": (["predict", work / "model_truncated", train, "--out", pred], r"changed or truncated", pred),
         "model from a newer version": (["predict", work / "model_newer", train, "--out", pred],
-                                       r"newer ebreg \(9.0.0, model format 2\).*upgrade", pred),
+                                       rf"newer ebreg \(9.0.0, model format {FORMAT_VERSION + 1}\).*upgrade", pred),
         "missing model folder": (["predict", work / "no_model", train, "--out", pred], r"no model folder", pred),
         "row out of range": (["plot", work / "model", train, "--row", "500", "--out", work / "r.png"],
                              r"row 500 is out of range: .* has rows 0..119", work / "r.png"),

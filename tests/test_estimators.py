@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import math
 import pickle
 import warnings
 
 import numpy as np
 import pytest
+import torch
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ebreg.config import TrainConfig
@@ -14,7 +16,7 @@ from ebreg.estimators import EBMRegressor, MDNRegressor
 
 #: small and quick, so sklearn's ~40 checks per estimator stay within seconds each
 SMALL = dict(hidden=(16,), energy_width=8, num_samples=32, predict_samples=64, epochs=30, batch_size=32,
-             patience=5)
+             patience=5, ensemble_size=1)
 
 #: checks expected to fail, each with its reason
 EBM_EXPECTED_FAILURES = {
@@ -94,8 +96,6 @@ def test_predictive_density_integrates_to_one(fitted, name: str) -> None:  # noq
 
 def test_mdn_crps_matches_sampling(fitted) -> None:  # noqa: ANN001
     from ebreg.metrics import crps_ensemble
-    import torch
-
     dist, y = fitted["mdn"].predict_dist(fitted["X"][:50]), fitted["y"][:50]
     draws = torch.as_tensor(dist.sample(20_000, seed=0).T)
     mc = crps_ensemble(torch.as_tensor(y), draws).numpy()
@@ -114,8 +114,6 @@ def test_multi_output_targets(cls) -> None:  # noqa: ANN001
 
 
 def test_seeded_fits_repeat_and_leave_the_global_rng_alone() -> None:
-    import torch
-
     X, y = _data(120)
     np_state, torch_state = np.random.get_state()[1].copy(), torch.random.get_rng_state().clone()
     a = EBMRegressor(**SMALL, random_state=3).fit(X, y).predict(X)
@@ -143,12 +141,12 @@ def test_pickle_round_trip_predicts_the_same(fitted, name: str) -> None:  # noqa
 
 def test_early_stopping_keeps_the_best_epoch(fitted) -> None:  # noqa: ANN001
     est = fitted["mdn"]
-    assert est.best_epoch_ is not None and est.best_epoch_ <= est.n_epochs_
+    assert est.best_epoch_[0] is not None and est.best_epoch_[0] <= est.n_epochs_[0]
     X, y = _data(300)
     # the held-out part is the estimator's own: recompute its NLL with the kept weights
-    _, val = est._split(len(X), est.seed_)
+    _, val = est._split(len(X), est.seeds_[0])
     nll = -est.log_likelihood(X[val], y[val]).mean()
-    assert abs(nll - est.best_val_nll_) < 1e-4
+    assert abs(nll - est.best_val_nll_[0]) < 1e-4
 
 
 @pytest.mark.parametrize("params, message", [
@@ -213,8 +211,9 @@ def test_cached_and_streamed_predictions_agree(fitted, monkeypatch) -> None:  # 
     assert np.allclose(streamed.interval(0.8), (low, high), atol=1e-6)
 
 
-def test_default_methods_are_the_documented_ones(monkeypatch) -> None:  # noqa: ANN001
+def test_default_methods_and_ensemble_sizes_are_the_documented_ones(monkeypatch) -> None:  # noqa: ANN001
     import ebreg.engine
+    import ebreg.estimators
 
     trained, real_fit = [], ebreg.engine.fit
 
@@ -226,10 +225,45 @@ def test_default_methods_are_the_documented_ones(monkeypatch) -> None:  # noqa: 
     X = np.random.RandomState(0).randn(40, 2)
     y = X[:, 0] + 0.1 * np.random.RandomState(1).randn(40)
     small = dict(epochs=1, hidden=(8,), energy_width=8, num_samples=16, predict_samples=16, random_state=0)
-    EBMRegressor(**small).fit(X, y)
+    ebm = EBMRegressor(**small).fit(X, y)
     MDNRegressor(**small).fit(X, y)
-    # NCE's loss is bounded below; ML-IS's is not where a target value repeats (docs/diagnostics.md)
-    assert trained == ["joint_nce", "mdn"] == [TrainConfig().method, "mdn"]
+    # NCE's loss is bounded below; ML-IS's is not where a target value repeats (docs/diagnostics.md);
+    # below AUTO_ENSEMBLE_ROWS rows the EBM is an ensemble of AUTO_ENSEMBLE_SIZE, the MDN one network
+    assert trained == ["joint_nce"] * 5 + ["mdn"] and TrainConfig().method == "joint_nce"
+    assert len(ebm.models_) == len(set(ebm.seeds_)) == 5
+    monkeypatch.setattr(ebreg.estimators, "AUTO_ENSEMBLE_ROWS", 40)
+    trained.clear()
+    assert len(EBMRegressor(**small).fit(X, y).models_) == 1 and trained == ["joint_nce"]
+
+
+@pytest.mark.parametrize("size", [0, -1, 2.5, "many", True])
+def test_bad_ensemble_sizes_are_refused(size) -> None:  # noqa: ANN001
+    X, y = _data(50)
+    with pytest.raises(ValueError, match="ensemble_size must be a positive integer or 'auto'"):
+        EBMRegressor(**{**SMALL, "ensemble_size": size}).fit(X, y)
+
+
+def test_an_mdn_ensemble_predicts_the_equal_mixture_of_its_networks() -> None:
+    X, y = _data(120)
+    est = MDNRegressor(**{**SMALL, "ensemble_size": 3, "epochs": 3}, random_state=0).fit(X, y)
+    assert len(est.models_) == 3 and len(est.best_epoch_) == 3
+    with torch.no_grad():
+        members = [m(torch.as_tensor(X, dtype=torch.float32)) for m in est.models_]
+        per_member = torch.stack([m.log_prob(torch.as_tensor(y, dtype=torch.float32).view(-1, 1)) for m in members])
+        means = torch.stack([m.mean for m in members])
+    expected = (torch.logsumexp(per_member, 0) - math.log(3)).double().numpy()
+    assert np.allclose(est.log_likelihood(X, y), expected, atol=1e-5)
+    assert np.allclose(est.predict(X), means.mean(0)[:, 0].double().numpy(), atol=1e-5)
+
+
+def test_an_ebm_ensemble_gives_each_model_its_own_validation_part() -> None:
+    X, y = _data(200)
+    est = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3}, random_state=0).fit(X, y)
+    (_, val_a), (_, val_b) = (est._split(len(X), seed) for seed in est.seeds_)
+    assert len(est.models_) == 2 and not np.array_equal(val_a, val_b)
+    dist = est.predict_dist(X[:5])
+    assert dist.sample(7).shape == (5, 7) and dist.ess.max() <= 2 * SMALL["predict_samples"]
+    assert np.isfinite(dist.log_prob(y[:5])).all()
 
 
 def test_calibration_fits_a_temperature_on_the_validation_part() -> None:
@@ -237,15 +271,17 @@ def test_calibration_fits_a_temperature_on_the_validation_part() -> None:
     params = {**SMALL, "epochs": 30, "patience": None, "random_state": 0}
     plain = EBMRegressor(**params, calibrate=False).fit(X, y)
     calibrated = EBMRegressor(**params).fit(X, y)
-    assert plain.temperature_ == 1.0 and calibrated.temperature_ != 1.0
-    _, val = calibrated._split(len(X), calibrated.seed_)
+    assert plain.temperatures_ == [1.0] and calibrated.temperatures_ != [1.0]
+    _, val = calibrated._split(len(X), calibrated.seeds_[0])
     # the same network; T is the validation part's best, so its likelihood there can only rise
     assert (calibrated.log_likelihood(X[val], y[val]).mean()
             >= plain.log_likelihood(X[val], y[val]).mean() - 1e-6)
-    assert EBMRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y).temperature_ == 1.0
+    assert EBMRegressor(**{**params, "validation_fraction": 0.0}).fit(X, y).temperatures_ == [1.0]
 
 
-def test_model_folders_saved_before_calibration_load_at_temperature_one(fitted, tmp_path) -> None:  # noqa: ANN001
+def test_version_one_model_folders_load_as_one_model_at_temperature_one(fitted, tmp_path) -> None:  # noqa: ANN001
+    """A folder as ebreg wrote it before ensembles and calibration: format 1, one model with
+    unprefixed weight names and no temperature, per-model attributes as single values."""
     import hashlib
     import json
 
@@ -255,9 +291,21 @@ def test_model_folders_saved_before_calibration_load_at_temperature_one(fitted, 
 
     folder = fitted["ebm"].save(tmp_path / "model")
     state = load_file(str(folder / "weights.safetensors"))
-    del state["temperature"]
-    save_file(state, str(folder / "weights.safetensors"))
+    save_file({k.removeprefix("0."): v for k, v in state.items() if k != "0.temperature"},
+              str(folder / "weights.safetensors"))
     meta = json.loads((folder / "model.json").read_text())
+    meta["format_version"] = 1
+    del meta["params"]["ensemble_size"]
+    fitted_attrs = meta["fitted"]
+    fitted_attrs["seed_"] = fitted_attrs.pop("seeds_")[0]
+    for key in ("n_epochs_", "best_epoch_", "best_val_nll_"):
+        fitted_attrs[key] = fitted_attrs[key][0]
     meta["weights_sha256"] = hashlib.sha256((folder / "weights.safetensors").read_bytes()).hexdigest()
     (folder / "model.json").write_text(json.dumps(meta))
-    assert ebreg.load(folder).temperature_ == 1.0
+    old = ebreg.load(folder)
+    assert old.temperatures_ == [1.0] and old.seeds_ == fitted["ebm"].seeds_ and old.ensemble_size == 1
+    assert old.n_epochs_ == fitted["ebm"].n_epochs_
+    now = ebreg.load(fitted["ebm"].save(tmp_path / "now"))
+    now.models_[0].temperature.fill_(1.0)
+    X = fitted["X"][:20]
+    assert np.array_equal(old.predict(X), now.predict(X))

@@ -131,6 +131,33 @@ def test_weighted_samples_statistics_by_hand() -> None:
         ws.interval(1.5)
 
 
+def test_ensemble_weighted_samples_by_hand() -> None:
+    ys = torch.arange(4.0).view(4, 1, 1)  # member 1: 0, 1; member 2: 2, 3
+    ws = WeightedSamples(ys, torch.log(torch.tensor([0.5, 0.5, 1.0, 3.0])).view(4, 1), members=2)
+    assert ws.num_samples == 2
+    assert ws.weights()[:, 0].tolist() == pytest.approx([0.25, 0.25, 0.125, 0.375])
+    assert ws.mean().item() == pytest.approx(0.25 + 2 * 0.125 + 3 * 0.375)
+    assert ws.log_normalizer()[:, 0].tolist() == pytest.approx([math.log(0.5), math.log(2.0)])
+    extra = torch.zeros(2, 1)  # one more point of weight 1 in each member
+    assert ws.log_normalizer(extra)[:, 0].tolist() == pytest.approx([math.log(2 / 3), math.log(5 / 3)])
+
+
+def test_ensemble_snis_is_the_equal_mixture_of_its_members(gen: torch.Generator) -> None:
+    # members with different scales and very different constants c: each is normalised by its
+    # own log Z, so the constants must not matter
+    models = [KnownEBM(s=0.7, c=3.0), KnownEBM(s=0.3, shift=-0.2, width=1.0, c=-5.0)]
+    x = torch.linspace(-1, 1, 20, dtype=torch.float64).view(-1, 1)
+    ws = importance_sample(models, x, num_samples=20_000, generator=gen)
+    assert ws.members == 2 and ws.samples.shape == (40_000, 20, 1)
+    assert torch.allclose(ws.weights()[:20_000].sum(0), torch.full((20,), 0.5, dtype=torch.float64))
+    assert (ws.mean() - x).abs().max() < 0.02
+    assert (ws.stddev() - math.sqrt(0.5 * 0.7**2 + 0.5 * 0.3**2)).abs().max() < 0.01
+    y = x + 0.25
+    expected = torch.logsumexp(torch.stack([torch.distributions.Normal(x, s).log_prob(y) for s in (0.7, 0.3)]), 0)
+    assert (log_density(models, x, y, ws) - (expected.squeeze(-1) - math.log(2))).abs().max() < 0.03
+    assert (ws.cdf(x) - 0.5).abs().max() < 0.02
+
+
 def test_quantiles_of_a_known_distribution(gen: torch.Generator) -> None:
     model = KnownEBM()
     ws = importance_sample(model, torch.zeros(3, 1, dtype=torch.float64), num_samples=100_000, generator=gen)

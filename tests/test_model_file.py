@@ -69,7 +69,7 @@ def _damage(folder: Path, how: str) -> None:
 @pytest.mark.parametrize("how, message", [
     ("truncated", "changed or truncated"),
     ("tampered", "changed or truncated"),
-    ("newer", r"newer ebreg \(99.0, model format 2\).*upgrade"),
+    ("newer", rf"newer ebreg \(99.0, model format {model_file.FORMAT_VERSION + 1}\).*upgrade"),
     ("not json", "not valid JSON"),
     ("missing weights", "not an ebreg model folder"),
     ("wrong shapes", "does not fit the network"),
@@ -84,3 +84,12 @@ def test_damaged_folders_are_refused_by_name(model, tmp_path: Path, how: str, me
 def test_missing_folder(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="no model folder"):
         ebreg.load(tmp_path / "nothing")
+
+
+def test_an_ensemble_round_trips(tmp_path: Path) -> None:
+    rng = np.random.RandomState(0)
+    X = rng.randn(80, 2)
+    est = MDNRegressor(hidden=(8,), epochs=2, ensemble_size=3, random_state=0).fit(X, X[:, 0] + 0.1 * rng.randn(80))
+    again = ebreg.load(est.save(tmp_path / "ensemble"))
+    assert len(again.models_) == 3 and again.seeds_ == est.seeds_ and again.best_epoch_ == est.best_epoch_
+    assert np.array_equal(again.predict_dist(X).log_prob(X[:, 0]), est.predict_dist(X).log_prob(X[:, 0]))
