@@ -36,8 +36,10 @@ def _clean(X: np.ndarray, Y: np.ndarray | None, names: list[str], what: str,
 
 def fit_table(data: str | Path, targets: list[str], out: str | Path, features: list[str] | None = None,
               method: str = "joint_nce", epochs: int | None = None, components: int | None = None,
-              seed: int = 0, drop_missing: bool = False, one_hot: bool = False, progress: bool = True) -> dict[str, Any]:
-    """Train the default estimator of ``method`` on a table and write the model folder ``out``."""
+              seed: int = 0, drop_missing: bool = False, one_hot: bool = False, progress: bool = True,
+              ensemble_size: int | str | None = None) -> dict[str, Any]:
+    """Train the default estimator of ``method`` on a table and write the model folder ``out``
+    (``epochs``, ``components``, ``ensemble_size``: None keeps the estimator's default)."""
     from .estimators import EBMRegressor, MDNRegressor
     from .model_file import _is_model_folder
 
@@ -55,7 +57,8 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
         raise TableError(f"target column(s) {', '.join(constant)} are constant ({Y[0, spec.targets.index(constant[0])]:g} "
                          f"in every row): there is no distribution to learn")
     cls = EBMRegressor if method in JOINT_METHODS else MDNRegressor
-    options = {k: v for k, v in {"epochs": epochs, "components": components}.items() if v is not None}
+    options = {k: v for k, v in {"epochs": epochs, "components": components, "ensemble_size": ensemble_size}.items()
+               if v is not None}
     est = cls(method=method, random_state=seed, verbose=progress, **options)
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
     metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": est.n_epochs_,

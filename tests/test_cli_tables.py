@@ -37,14 +37,14 @@ def work(tmp_path_factory: pytest.TempPathFactory) -> Path:
     proc = ebreg("fit", root / "train.csv", "--target", "y", "--features", "x,z", "--epochs", "3",
                  "--no-progress", "--out", root / "model")
     assert proc.returncode == 0, proc.stderr
-    assert "validation NLL" in proc.stdout
+    assert "validation NLL" in proc.stdout and "5 models" in proc.stdout  # 120 rows: an ensemble by default
     return root
 
 
 def test_fit_writes_a_model_folder(work: Path) -> None:
     meta = json.loads((work / "model" / "model.json").read_text())
     assert meta["table"] == {"targets": ["y"], "features": ["x", "z"], "one_hot": {}}
-    assert meta["metrics"]["train_rows"] == 120
+    assert meta["metrics"]["train_rows"] == 120 and len(meta["fitted"]["seeds_"]) == 5
     assert (work / "model" / "weights.safetensors").exists()
 
 
@@ -85,8 +85,9 @@ def test_plot_draws_one_row(work: Path) -> None:
 
 def test_one_input_column_gets_a_density_map(work: Path) -> None:
     _frame()[["x", "y"]].to_csv(work / "one.csv", index=False)
-    assert ebreg("fit", work / "one.csv", "--target", "y", "--epochs", "2", "--method", "mdn",
-                 "--no-progress", "--out", work / "one_model").returncode == 0
+    proc = ebreg("fit", work / "one.csv", "--target", "y", "--epochs", "2", "--method", "mdn", "--ensemble-size", "2",
+                 "--no-progress", "--out", work / "one_model")
+    assert proc.returncode == 0 and "2 models" in proc.stdout, proc.stderr
     proc = ebreg("evaluate", work / "one_model", work / "one.csv", "--report", work / "one_report")
     assert proc.returncode == 0, proc.stderr
     assert (work / "one_report" / "density.png").read_bytes()[:8] == PNG
@@ -141,6 +142,8 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
         "constant target": (["fit", work / "constant.csv", *fit[1:]], r"y are constant \(3 in every row\)", out),
         "invalid epochs": (["fit", train, "--target", "y", "--epochs", "0", "--out", out],
                            r"--epochs: must be a positive integer, got 0", out),
+        "invalid ensemble size": (["fit", train, "--target", "y", "--ensemble-size", "many", "--out", out],
+                                  r"--ensemble-size: must be a positive integer or 'auto', got many", out),
         "unknown method": (["fit", train, "--target", "y", "--method", "magic", "--out", out],
                            r"--method: invalid choice: 'magic'", out),
         "out is not a model folder": (["fit", train, *fit[1:-1], work / "not_model"],
@@ -165,7 +168,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
 
 CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
          "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
-         "unknown method", "out is not a model folder", "feature missing at predict", "NaN at predict",
+         "invalid ensemble size", "unknown method", "out is not a model folder", "feature missing at predict", "NaN at predict",
          "unknown output format", "invalid interval", "tampered model", "truncated model",
          "model from a newer version", "missing model folder", "row out of range"]
 
