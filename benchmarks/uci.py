@@ -15,8 +15,9 @@ default before 2026-11-29).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
 the coverage of the central 90 % interval. ``ebm`` and ``ebm_single`` records also hold the
-fitted temperatures (one per model) and the same metrics at temperature 1 (``nll_t1``, ...:
-the networks before calibration). Wine's ratings are integers: its records also
+fitted temperatures (one per model; 1 for the members of an ensemble, which the default
+does not calibrate) and the same metrics at temperature 1 (``nll_t1``, ...: the networks
+before calibration). Wine's ratings are integers: its records also
 hold ``nll_dequantized``, from a second fit on targets with uniform noise of width 1 added
 to the training and the test targets.
 

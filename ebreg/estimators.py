@@ -160,7 +160,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
         model_cfg = self._model_config(X.shape[1], Y.shape[1])
         start = time.perf_counter()
-        results = [self._fit_model(model_cfg, *tensors, seed) for seed in seeds]
+        results = [self._fit_model(model_cfg, *tensors, seed, len(seeds)) for seed in seeds]
         self.models_ = [model for model, _ in results]
         self.model_config_ = model_cfg
         self.squeeze_ = y.ndim == 1
@@ -171,9 +171,11 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.train_seconds_ = time.perf_counter() - start
         return self
 
-    def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, seed: int) -> tuple[Any, Any]:
-        """Train one model from ``seed`` (its validation part and initial weights) on ``X``
-        ``(n, d)``, ``Y`` ``(n, D)``; returns the model and the engine's ``FitResult``."""
+    def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, seed: int,
+                   ensemble_size: int) -> tuple[Any, Any]:
+        """Train one model of ``ensemble_size`` from ``seed`` (its validation part and initial
+        weights) on ``X`` ``(n, d)``, ``Y`` ``(n, D)``; returns the model and the engine's
+        ``FitResult``."""
         from .engine import fit as train
 
         train_rows, val_rows = self._split(len(X), seed)
@@ -192,11 +194,12 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         model = module.mdn if module.mdn is not None else module.ebm
         model.requires_grad_(False)
         if x_val is not None:
-            self._calibrate(model, x_val.to(device), y_val.to(device), seed)
+            self._calibrate(model, x_val.to(device), y_val.to(device), seed, ensemble_size)
         return model, result
 
-    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
-        """Adjust a fitted model on its validation part (nothing by default)."""
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
+        """Adjust a fitted model of an ensemble of ``ensemble_size`` on its validation part
+        (nothing by default)."""
 
     def save(self, path: Any, metrics: dict[str, Any] | None = None, table: dict[str, Any] | None = None) -> Any:
         """Write this fitted estimator to a model folder (see :mod:`ebreg.model_file`)."""
@@ -248,7 +251,10 @@ class EBMRegressor(_ProbabilisticRegressor):
         verbose: show a progress bar.
         calibrate: after training, fit a temperature T, ``p(y|x) ∝ exp(f(x, y) / T)``, by the
             log-likelihood of the validation part (:mod:`ebreg.calibration`; ``temperatures_``,
-            one per model). Without a validation part T stays 1.
+            one per model): True for every model, False for none, ``"auto"`` for a single EBM
+            only (an ensemble's mixture is already wider than its members; calibrating each
+            member made it too wide on the UCI data, ``docs/methods.md``). Without a
+            validation part T stays 1.
         ensemble_size: number of EBMs E, each trained from its own seed and validation part;
             predictions use their equal-weight mixture (E * ``predict_samples`` samples per
             row). ``"auto"``: :data:`AUTO_ENSEMBLE_SIZE` when the training data have fewer than
@@ -274,15 +280,21 @@ class EBMRegressor(_ProbabilisticRegressor):
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
         ensemble_size: int | str = "auto",
-        calibrate: bool = True,
+        calibrate: bool | str = "auto",
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
                          batch_size, lr, validation_fraction, patience, device, random_state, verbose,
                          ensemble_size)
         self.calibrate = calibrate
 
-    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int) -> None:
-        if self.calibrate:
+    def _check_params(self) -> None:
+        super()._check_params()
+        if self.calibrate not in (True, False, "auto"):
+            raise ValueError(f"EBMRegressor: calibrate must be True, False or 'auto', got {self.calibrate!r}")
+
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
+        auto = isinstance(self.calibrate, str)
+        if (auto and ensemble_size == 1) or (not auto and self.calibrate):
             gen = torch.Generator(device=x_val.device).manual_seed(seed)
             model.temperature.fill_(fit_temperature(model, x_val, y_val, self.predict_samples, gen))
 

@@ -236,11 +236,14 @@ def test_default_methods_and_ensemble_sizes_are_the_documented_ones(monkeypatch)
     assert len(EBMRegressor(**small).fit(X, y).models_) == 1 and trained == ["joint_nce"]
 
 
-@pytest.mark.parametrize("size", [0, -1, 2.5, "many", True])
-def test_bad_ensemble_sizes_are_refused(size) -> None:  # noqa: ANN001
+@pytest.mark.parametrize("params, message", [
+    *(({"ensemble_size": size}, "ensemble_size must be a positive integer or 'auto'") for size in (0, -1, 2.5, "many", True)),
+    ({"calibrate": "yes"}, "calibrate must be True, False or 'auto', got 'yes'"),
+])
+def test_bad_ensemble_sizes_and_calibration_flags_are_refused(params, message) -> None:  # noqa: ANN001
     X, y = _data(50)
-    with pytest.raises(ValueError, match="ensemble_size must be a positive integer or 'auto'"):
-        EBMRegressor(**{**SMALL, "ensemble_size": size}).fit(X, y)
+    with pytest.raises(ValueError, match=message):
+        EBMRegressor(**{**SMALL, **params}).fit(X, y)
 
 
 def test_an_mdn_ensemble_predicts_the_equal_mixture_of_its_networks() -> None:
@@ -261,6 +264,10 @@ def test_an_ebm_ensemble_gives_each_model_its_own_validation_part() -> None:
     est = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3}, random_state=0).fit(X, y)
     (_, val_a), (_, val_b) = (est._split(len(X), seed) for seed in est.seeds_)
     assert len(est.models_) == 2 and not np.array_equal(val_a, val_b)
+    # calibrate="auto": an ensemble's members stay at T = 1; calibrate=True fits each one's T
+    assert est.temperatures_ == [1.0, 1.0]
+    forced = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3, "calibrate": True}, random_state=0).fit(X, y)
+    assert 1.0 not in forced.temperatures_
     dist = est.predict_dist(X[:5])
     assert dist.sample(7).shape == (5, 7) and dist.ess.max() <= 2 * SMALL["predict_samples"]
     assert np.isfinite(dist.log_prob(y[:5])).all()
