@@ -186,7 +186,10 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
     write_text(path, "\n".join([
         "# UCI regression benchmark (fixed splits)",
         "",
-        f"Made by `{command}` (records in `uci.json`). Mean ± standard error over the splits run",
+        "Made by `python benchmarks/uci.py --jobs 2` (all datasets, splits and default methods;",
+        "`--methods ebm_single,ebm_mlis` for those columns). The run resumes from the records in",
+        "`uci.json`, which were made over several sessions; the latest command was",
+        f"`{command}`. Mean ± standard error over the splits run",
         "(the `splits` column); all metrics on the test rows in original target units; lower is",
         "better except coverage (nominal 0.90). Published numbers are the means printed by their",
         "papers (`../shared/data/uci/published.md`) on the same splits.",
