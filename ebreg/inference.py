@@ -191,7 +191,8 @@ def map_chunks(
     """Apply ``fn(weighted_samples, rows)`` chunk by chunk; join the results on dim 0.
 
     ``fn`` gets the weighted samples of ``x[rows]`` and returns a tensor whose dim 0 indexes
-    those rows. Chunks hold ``max_candidates // num_samples`` rows, so memory is bounded
+    those rows. Chunks hold ``max_candidates // (num_samples * E)`` rows (E: the number of
+    models, 1 for one EBM), so memory is bounded
     whatever the number of rows is. With ``common_noise`` every chunk starts from the same
     generator state, so each row gets the same draws whatever the chunking (see
     :meth:`ebreg.proposals.GaussianMixture.sample`); ``generator`` is then required.
@@ -201,7 +202,7 @@ def map_chunks(
     if common_noise and generator is None:
         raise ValueError("common_noise needs a seeded generator")
     start = generator.get_state() if common_noise else None
-    size = max(1, max_candidates // num_samples)
+    size = max(1, max_candidates // (num_samples * len(members(model))))  # rows per chunk
     out: Tensor | None = None
     for rows in _chunks(x.shape[0], size):
         if start is not None:

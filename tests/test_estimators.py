@@ -259,7 +259,9 @@ def test_an_mdn_ensemble_predicts_the_equal_mixture_of_its_networks() -> None:
     assert np.allclose(est.predict(X), means.mean(0)[:, 0].double().numpy(), atol=1e-5)
 
 
-def test_an_ebm_ensemble_gives_each_model_its_own_validation_part() -> None:
+def test_an_ebm_ensemble_gives_each_model_its_own_validation_part(monkeypatch) -> None:  # noqa: ANN001
+    from ebreg import predictive
+
     X, y = _data(200)
     est = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3}, random_state=0).fit(X, y)
     (_, val_a), (_, val_b) = (est._split(len(X), seed) for seed in est.seeds_)
@@ -271,6 +273,14 @@ def test_an_ebm_ensemble_gives_each_model_its_own_validation_part() -> None:
     dist = est.predict_dist(X[:5])
     assert dist.sample(7).shape == (5, 7) and dist.ess.max() <= 2 * SMALL["predict_samples"]
     assert np.isfinite(dist.log_prob(y[:5])).all()
+    # streamed in chunks of 2 rows (2 models x M samples each) = kept in memory in one piece
+    mean, log_prob = dist.mean, dist.log_prob(y[:5])
+    x = torch.as_tensor(X[:5], dtype=torch.float32)
+    streamed = predictive.SNISPredictive(est.models_, x, SMALL["predict_samples"], est.seeds_[0], True,
+                                         max_candidates=4 * SMALL["predict_samples"])
+    monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
+    assert np.allclose(streamed.mean, mean, atol=1e-6)
+    assert np.allclose(streamed.log_prob(y[:5]), log_prob, atol=1e-5)
 
 
 def test_calibration_fits_a_temperature_on_the_validation_part() -> None:
