@@ -58,6 +58,10 @@ class ModelConfig(_JsonConfig):
     energy head: y through ``target_hidden`` (ReLU), a joint layer ``[h, u] -> joint_width``,
     ``residual_blocks`` blocks ``z -> relu(Wz) + z``, then a Linear to one score;
     proposal head: three branches ``hidden -> proposal_hidden -> K*D | K*D | K``.
+    Who trains g (:class:`ebreg.ebm.ConditionalEBM`): ``detach_proposal_features`` (the
+    default, the paper's) lets only the EBM's loss reach it; ``detach_energy_features`` only
+    the proposal's (pair it with ``detach_proposal_features=False`` and
+    ``TrainConfig.proposal_nll_weight`` > 0); neither, both.
     """
 
     input_dim: int = 1
@@ -69,6 +73,7 @@ class ModelConfig(_JsonConfig):
     components: int = 4
     proposal_hidden: tuple[int, ...] = (10,)
     detach_proposal_features: bool = True
+    detach_energy_features: bool = False
     min_scale: float = 1e-3
     max_scale: float = 1e3
     backbone: str = "mlp"
@@ -88,6 +93,9 @@ class ModelConfig(_JsonConfig):
         if not 0 < self.min_scale < self.max_scale < math.inf:
             raise ValueError(f"need 0 < min_scale < max_scale < inf, got "
                              f"{self.min_scale}, {self.max_scale}")
+        if self.detach_proposal_features and self.detach_energy_features:
+            raise ValueError("detach_proposal_features and detach_energy_features together leave the feature "
+                             "network untrained; set detach_proposal_features=False with detach_energy_features")
 
 
 @dataclass(frozen=True)

@@ -94,6 +94,9 @@ class ConditionalEBM(nn.Module):
         detach_proposal_features: the proposal head reads ``sg[h]`` (the reference's
             choice), so the feature network is trained by the EBM loss alone.
         input_dim: columns of x for its scaling (1 broadcasts over any input shape).
+        detach_energy_features: the energy head reads ``sg[h]``, so the feature network is
+            trained through the proposal alone (with ``TrainConfig.proposal_nll_weight`` > 0,
+            by the proposal's NLL as an MDN's would be).
     """
 
     def __init__(
@@ -103,12 +106,14 @@ class ConditionalEBM(nn.Module):
         proposal: MDNHead | None = None,
         detach_proposal_features: bool = True,
         input_dim: int = 1,
+        detach_energy_features: bool = False,
     ) -> None:
         super().__init__()
         self.feature_net = feature_net
         self.energy = energy
         self.proposal = proposal
         self.detach_proposal_features = detach_proposal_features
+        self.detach_energy_features = detach_energy_features
         self.x_scaling = AffineScaling(input_dim)
         self.y_scaling = AffineScaling(energy.target_dim)
         # p(y|x) ∝ exp(f / T): 1 in training; set afterwards by ebreg.calibration
@@ -129,6 +134,7 @@ class ConditionalEBM(nn.Module):
             proposal,
             config.detach_proposal_features,
             config.input_dim,
+            config.detach_energy_features,
         )
 
     def features(self, x: Tensor) -> Tensor:
@@ -147,7 +153,8 @@ class ConditionalEBM(nn.Module):
                 raise ValueError("pass x or h")
             h = self.features(x)
         # float32 even under bf16 autocast: scores feed log-sum-exps
-        energy = full_precision(self.energy(h, self.y_scaling(as_candidates(y))))
+        energy = full_precision(self.energy(h.detach() if self.detach_energy_features else h,
+                                            self.y_scaling(as_candidates(y))))
         scores = energy / self.temperature + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 

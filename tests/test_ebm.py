@@ -1,4 +1,4 @@
-"""ConditionalEBM: the broadcast energy head equals the plain concatenation; detach option."""
+"""ConditionalEBM: the broadcast energy head equals the plain concatenation; detach options."""
 
 from __future__ import annotations
 
@@ -46,6 +46,22 @@ def test_proposal_reads_detached_features_by_default(detach: bool) -> None:
     q.log_prob(torch.randn(4, 1)).sum().backward()
     reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in ebm.feature_net.parameters())
     assert reached is (not detach)
+
+
+@pytest.mark.parametrize("detach", [True, False])
+def test_energy_head_reads_detached_features_when_asked(detach: bool) -> None:
+    torch.manual_seed(0)
+    ebm = ConditionalEBM.from_config(ModelConfig(detach_proposal_features=False, detach_energy_features=detach))
+    x = torch.randn(4, 1)
+    ebm.log_unnormalized(x, torch.randn(3, 4, 1)).sum().backward()
+    reached = any(p.grad is not None and p.grad.abs().sum() > 0 for p in ebm.feature_net.parameters())
+    assert reached is (not detach)
+    assert all(p.grad is not None for p in ebm.energy.parameters())  # the head itself still learns
+
+
+def test_features_detached_from_both_heads_are_refused() -> None:
+    with pytest.raises(ValueError, match="leave the feature network untrained"):
+        ModelConfig(detach_energy_features=True)  # detach_proposal_features is True by default
 
 
 def test_model_without_proposal_says_so() -> None:
