@@ -120,6 +120,7 @@ def run_split(data_dir: str, dataset: str, split: int, methods: list[str]) -> li
 
     torch.set_num_threads(1)
     from ebreg.datasets import load_uci
+    from ebreg.inference import members
 
     part = load_uci(Path(data_dir) / dataset).split(split)
     records = []
@@ -130,8 +131,6 @@ def run_split(data_dir: str, dataset: str, split: int, methods: list[str]) -> li
             dist = fit_predict(method, part.x_train, part.y_train, part.x_test, split)
             rec.update(score(dist, part.y_test))
             if method in CALIBRATED:  # the same networks uncalibrated, for a paired comparison
-                from ebreg.inference import members
-
                 rec["temperature"] = [float(m.temperature) for m in members(dist.model)]
                 rec.update({f"{k}_t1": v for k, v in score(at_temperature_one(dist), part.y_test).items()})
         except Exception as err:  # noqa: BLE001 - a failed run is recorded, never dropped

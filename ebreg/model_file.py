@@ -1,9 +1,10 @@
 """Model folders: weights as safetensors, everything else as JSON; nothing is ever unpickled.
 
 A model folder holds ``weights.safetensors`` (the networks' state dicts, standardisation
-included; the keys of model e of an ensemble start with ``"e."``) and ``model.json``: the format and library versions, the estimator's class and
-parameters, the network configuration, fitted attributes (feature names, shapes), the
-weights' SHA-256 and optional user metrics. Saving is atomic (see
+included; the keys of model e of an ensemble start with ``"e."``) and ``model.json``: the
+format and library versions, the estimator's class and parameters, the network
+configuration, fitted attributes (feature names, shapes), the weights' SHA-256 and
+optional user metrics. Saving is atomic (see
 :func:`ebreg.io.atomic_folder`); loading checks the format version, the checksum and every
 tensor's name and shape before building the estimator.
 """
