@@ -16,6 +16,7 @@ import torch
 from torch import Tensor
 
 from ._shapes import as_targets
+from .allocator import keep_freed_memory
 from .ebm import ConditionalEBM
 
 __all__ = [
@@ -201,6 +202,7 @@ def map_chunks(
         raise ValueError("x has no rows")
     if common_noise and generator is None:
         raise ValueError("common_noise needs a seeded generator")
+    keep_freed_memory()
     start = generator.get_state() if common_noise else None
     size = max(1, max_candidates // (num_samples * len(members(model))))  # rows per chunk
     out: Tensor | None = None

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+
 import pytest
 import torch
 
 from ebreg.config import METHODS, ModelConfig, TrainConfig
-from ebreg.engine import EBMTrainer, NonFiniteLossError, fit, lr_factor
+from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, effective_sample_fraction, fit, lr_factor
 
 
 NCE_METHODS = ("nce_fixed", "nceplus_fixed", "joint_nce", "mdn_teacher")
@@ -180,3 +181,24 @@ def test_bf16_mixed_precision_trains_with_float32_losses() -> None:
     with torch.autocast("cpu", dtype=torch.bfloat16):
         terms = result.module.losses(x[:8], y[:8])
     assert all(v.dtype == torch.float32 and torch.isfinite(v).all() for v in terms.values())
+
+
+def test_effective_sample_fraction_matches_the_normalised_weights() -> None:
+    torch.manual_seed(0)
+    log_w = 3 * torch.randn(50, 4)
+    w = torch.softmax(log_w, 0)
+    assert torch.allclose(effective_sample_fraction(log_w), 1 / (w.square().sum(0) * 50), rtol=1e-5)
+    assert torch.allclose(effective_sample_fraction(torch.zeros(8, 2)), torch.ones(2))  # equal weights: 1
+    one_heavy = torch.tensor([[0.0], [-1e4], [-1e4], [-1e4]])
+    assert torch.allclose(effective_sample_fraction(one_heavy), torch.tensor([0.25]))  # one sample counts
+
+
+def test_batched_row_loader_gives_the_batches_of_a_plain_loader() -> None:
+    from torch.utils.data import DataLoader, TensorDataset
+
+    x, y = torch.randn(70, 3), torch.randn(70, 1)
+    plain = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(5))
+    batched = list(_loader(x, y, 32, True, 5))
+    assert len(batched) == 3
+    for (xa, ya), (xb, yb) in zip(plain, batched):
+        assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -1,0 +1,43 @@
+"""Keep freed memory in the process's heap, so that the large tensors of each training step or
+prediction chunk reuse pages instead of mapping fresh ones from the operating system.
+
+glibc's malloc serves blocks above a (dynamic) threshold with ``mmap`` and returns freed heap
+memory above another to the system. A training step of the reference toy model frees and
+reallocates about twenty tensors of 1.3 MB; with glibc's defaults that cost 300-1000 page
+faults per step here and stretched each memory-bound operation several fold
+(``benchmarks/results/speed.md``). :func:`keep_freed_memory` raises both thresholds once per
+process (``mallopt``); peak memory is unchanged (the same tensors are alive), memory freed at
+the end stays with the process for its next use. Nothing happens on other C libraries, or
+when the environment sets ``EBREG_KEEP_MALLOC=0``.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import ctypes.util
+import os
+import platform
+
+__all__ = ["keep_freed_memory", "MMAP_THRESHOLD", "TRIM_THRESHOLD"]
+
+#: blocks below this come from the heap (glibc's largest allowed value on 64-bit systems)
+MMAP_THRESHOLD = 32 << 20
+#: free memory at the top of the heap is returned to the system only above this
+TRIM_THRESHOLD = 256 << 20
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3  # glibc's mallopt parameter numbers
+_done = False
+
+
+def keep_freed_memory() -> bool:
+    """Raise glibc's mmap and trim thresholds once per process; True when they are set."""
+    global _done
+    if _done:
+        return True
+    if os.environ.get("EBREG_KEEP_MALLOC", "1") == "0" or platform.libc_ver()[0] != "glibc":
+        return False
+    name = ctypes.util.find_library("c")
+    if name is None:
+        return False
+    libc = ctypes.CDLL(name)
+    _done = bool(libc.mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, TRIM_THRESHOLD))
+    return _done

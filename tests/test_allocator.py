@@ -1,0 +1,44 @@
+"""Keeping freed memory: a training step stops faulting fresh pages from the system."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+
+import pytest
+
+STEPS = """
+import resource, sys, torch
+from ebreg.allocator import keep_freed_memory
+from ebreg.config import ModelConfig, TrainConfig
+from ebreg.engine import EBMTrainer
+print(keep_freed_memory())
+torch.manual_seed(0)
+module = EBMTrainer(ModelConfig(), TrainConfig())
+x, y = torch.randn(32, 1), torch.randn(32, 1)
+def step():
+    sum(v.mean() for v in module.losses(x, y).values()).backward()
+step()
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+for _ in range(10):
+    step()
+print((resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before) / 10)
+"""
+
+
+def _faults_per_step(keep: bool) -> tuple[bool, float]:
+    env = {**os.environ, "EBREG_KEEP_MALLOC": "1" if keep else "0", "OMP_NUM_THREADS": "1"}
+    out = subprocess.run([sys.executable, "-c", STEPS], capture_output=True, text=True, env=env, check=True)
+    applied, faults = out.stdout.split()
+    return applied == "True", float(faults)
+
+
+@pytest.mark.skipif(platform.system() != "Linux" or platform.libc_ver()[0] != "glibc", reason="glibc only")
+def test_kept_memory_removes_the_page_faults_of_a_training_step() -> None:
+    applied, kept = _faults_per_step(True)
+    skipped, default = _faults_per_step(False)
+    assert applied and not skipped
+    # measured: about 1000-1400 faults per step with glibc's defaults, under 100 kept
+    assert kept < default / 4, (kept, default)
