@@ -70,19 +70,33 @@ def test_model_without_proposal_says_so() -> None:
         ebm.proposal_distribution(torch.zeros(1, 10))
 
 
+@pytest.mark.parametrize("chunks", [1, 3, 8])  # 33 candidates: 8 chunks pad them to 40
 @pytest.mark.parametrize("target_dim, hidden, blocks", [(1, (10, 10), 1), (3, (16,), 2), (2, (), 0)])
-def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden: tuple, blocks: int) -> None:
+def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden: tuple, blocks: int,
+                                                         chunks: int) -> None:
     torch.manual_seed(0)
     head = EnergyHead(7, target_dim, hidden, 12, blocks)
     h = torch.randn(5, 7, requires_grad=True)
     y = torch.randn(33, 5, target_dim)
     assert head.feature_major
-    fast, plain = head(h, y), head.forward_reference(h, y)
+    fast, plain = head.forward_feature_major(h, y, chunks), head.forward_reference(h, y)
+    assert fast.shape == (33, 5)
     assert torch.allclose(fast, plain, atol=1e-5)
     g_fast = torch.autograd.grad(fast.square().sum(), [h, *head.parameters()])
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
     for a, b in zip(g_fast, g_plain):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_head_chunks_follow_the_threads() -> None:
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(1)
+        assert EnergyHead.chunks(torch.zeros(1)) == 1
+        torch.set_num_threads(2)
+        assert EnergyHead.chunks(torch.zeros(1)) == 2 * EnergyHead.CHUNKS_PER_THREAD
+    finally:
+        torch.set_num_threads(threads)
 
 
 def test_scores_and_proposal_stay_float32_under_bf16_autocast() -> None:
