@@ -19,7 +19,7 @@ from torch.distributions import Categorical, Independent, MixtureSameFamily, Nor
 
 from .nn import full_precision, mlp
 
-__all__ = ["GaussianMixture", "pool_mixtures", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
+__all__ = ["GaussianMixture", "MixtureLogProb", "pool_mixtures", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -45,15 +45,20 @@ class GaussianMixture(MixtureSameFamily):
         )
 
     def log_prob(self, value: Tensor) -> Tensor:
-        """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``."""
+        """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``.
+
+        When gradients reach the mixture's parameters (and not ``value``), the backward pass is
+        :class:`MixtureLogProb`'s closed form, which needs a third of autograd's passes over
+        the ``(..., n, K)`` values.
+        """
         loc, scale = self.loc, self.scale
         d = loc.shape[-1]
         # log N(v; mu, s^2) = -((v - mu) c)^2 + log c - log(pi) / 2 per dimension, c = 1 / (s sqrt 2)
         c = scale.reciprocal() * math.sqrt(0.5)  # (n, K, D)
         const = torch.log_softmax(self.mixture_distribution.logits, -1) + c.log().sum(-1) - 0.5 * d * math.log(math.pi)
-        sq = ((value.unsqueeze(-2) - loc) * c).square()  # (..., n, K, D)
-        sq = sq.squeeze(-1) if d == 1 else sq.sum(-1)
-        return torch.logsumexp(const - sq, -1)
+        if torch.is_grad_enabled() and not value.requires_grad and (const.requires_grad or loc.requires_grad):
+            return MixtureLogProb.apply(value, const, loc, c)
+        return torch.logsumexp(const - _squared_norm(_scaled_offsets(value, loc, c)), -1)
 
     @property
     def loc(self) -> Tensor:
@@ -110,6 +115,50 @@ class GaussianMixture(MixtureSameFamily):
         z = (value.unsqueeze(-2) - self.loc) / self.scale  # (..., n, K, 1)
         comp_cdf = torch.special.ndtr(z).squeeze(-1)  # (..., n, K)
         return (comp_cdf * self.mixture_distribution.probs).sum(-1)
+
+
+def _scaled_offsets(value: Tensor, loc: Tensor, c: Tensor) -> Tensor:
+    """``t = (v - mu) c``: ``value`` ``(..., n, D)``, ``loc``, ``c`` ``(n, K, D)`` -> ``(..., n, K, D)``."""
+    return (value.unsqueeze(-2) - loc) * c
+
+
+def _squared_norm(t: Tensor) -> Tensor:
+    """``sum_d t_d^2``: ``(..., K, D)`` -> ``(..., K)``."""
+    sq = t.square()
+    return sq.squeeze(-1) if sq.shape[-1] == 1 else sq.sum(-1)
+
+
+class MixtureLogProb(torch.autograd.Function):
+    """``log sum_k exp(const_k - sum_d ((v_d - mu_kd) c_kd)^2)`` with a closed-form backward.
+
+    Inputs: ``value`` ``(..., n, D)`` (no gradient), ``const`` ``(n, K)``, ``loc`` and ``c``
+    ``(n, K, D)``; output ``(..., n)``. With responsibilities ``r = softmax_k`` and
+    ``t = (v - mu) c``, the gradients summed over the leading dims are ``sum g r`` for const,
+    ``2 c sum g r t`` for mu and ``-2 / c sum g r t^2`` for c.
+    """
+
+    @staticmethod
+    def forward(ctx, value: Tensor, const: Tensor, loc: Tensor, c: Tensor) -> Tensor:  # noqa: ANN001
+        t = _scaled_offsets(value, loc, c)  # (..., n, K, D)
+        s = const - _squared_norm(t)
+        top = s.amax(-1, keepdim=True).nan_to_num_(neginf=0.0)  # all -inf: log 0 = -inf, not NaN
+        e = s.sub_(top).exp_()
+        total = e.sum(-1, keepdim=True)
+        ctx.save_for_backward(e.div_(total), t, c)
+        return total.log_().add_(top).squeeze(-1)
+
+    @staticmethod
+    @torch.autograd.function.once_differentiable
+    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, Tensor, Tensor]:  # noqa: ANN001
+        r, t, c = ctx.saved_tensors
+        lead = tuple(range(r.dim() - 2))
+
+        def total(a: Tensor) -> Tensor:  # summed over the leading (sample) dims
+            return a.sum(lead) if lead else a
+
+        gr = grad.unsqueeze(-1) * r  # (..., n, K)
+        gt = gr.unsqueeze(-1) * t  # (..., n, K, D)
+        return None, total(gr), 2 * c * total(gt), -2 * total(gt * t) / c
 
 
 def pool_mixtures(mixtures: Sequence[GaussianMixture]) -> GaussianMixture:

@@ -152,3 +152,43 @@ def test_mdn_head_shapes_bounds_and_gradients(d: int) -> None:
     assert (q.scale >= 1e-2 * 0.999).all() and (q.scale <= 10.0 * 1.001).all()
     q.log_prob(torch.randn(3, 5, d)).sum().backward()
     assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in head.parameters())
+
+
+def _plain_log_prob(q: GaussianMixture, value: torch.Tensor) -> torch.Tensor:
+    """The mixture log-density by autograd's own operations (what MixtureLogProb replaces)."""
+    c = q.scale.reciprocal() * math.sqrt(0.5)
+    const = (torch.log_softmax(q.mixture_distribution.logits, -1) + c.log().sum(-1)
+             - 0.5 * q.loc.shape[-1] * math.log(math.pi))
+    return torch.logsumexp(const - ((value.unsqueeze(-2) - q.loc) * c).square().sum(-1), -1)
+
+
+@pytest.mark.parametrize("dim, lead", [(1, (64,)), (3, (64,)), (2, ()), (1, (5, 7))])
+def test_closed_form_mixture_gradient_equals_autograd(dim: int, lead: tuple) -> None:
+    torch.manual_seed(0)
+    logits = torch.randn(6, 4, requires_grad=True)
+    loc = torch.randn(6, 4, dim, requires_grad=True)
+    log_scale = (0.5 * torch.randn(6, 4, dim)).requires_grad_()
+    value, weight = 2 * torch.randn(*lead, 6, dim), torch.randn(*lead, 6)
+    q = GaussianMixture(logits, loc, log_scale.exp())
+    fast, plain = q.log_prob(value), _plain_log_prob(q, value)
+    assert fast.grad_fn is not None and "MixtureLogProb" in type(fast.grad_fn).__name__
+    assert torch.allclose(fast, plain, atol=1e-5)
+    params = [logits, loc, log_scale]
+    g_fast = torch.autograd.grad((fast * weight).sum(), params, retain_graph=True)
+    g_plain = torch.autograd.grad((plain * weight).sum(), params)
+    for a, b in zip(g_fast, g_plain):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+
+
+def test_mixture_log_prob_keeps_gradients_for_the_value() -> None:
+    loc = torch.zeros(1, 2, 1, requires_grad=True)
+    q = GaussianMixture(torch.zeros(1, 2), loc, torch.ones(1, 2, 1))
+    value = torch.full((3, 1, 1), 0.5, requires_grad=True)
+    (grad,) = torch.autograd.grad(q.log_prob(value).sum(), [value])
+    assert torch.allclose(grad, torch.full_like(grad, -0.5))  # d/dv log N(v; 0, 1) = -v
+
+
+def test_mixture_log_prob_far_from_every_component_is_minus_infinity() -> None:
+    q = GaussianMixture(torch.zeros(1, 2, requires_grad=True), torch.zeros(1, 2, 1), torch.full((1, 2, 1), 1e-3))
+    out = q.log_prob(torch.full((3, 1, 1), 1e30))
+    assert torch.equal(out, torch.full((3, 1), -math.inf))
