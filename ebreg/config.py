@@ -62,6 +62,9 @@ class ModelConfig(_JsonConfig):
     default, the paper's) lets only the EBM's loss reach it; ``detach_energy_features`` only
     the proposal's (pair it with ``detach_proposal_features=False`` and
     ``TrainConfig.proposal_nll_weight`` > 0); neither, both.
+    ``residual_energy`` (not in the paper): the score is ``f(h, y) + sg[log q(y | x)]``, so the
+    EBM learns a correction of its proposal; its head's last layer starts at zero, so training
+    starts from p = q (needs a learned proposal).
     """
 
     input_dim: int = 1
@@ -74,6 +77,7 @@ class ModelConfig(_JsonConfig):
     proposal_hidden: tuple[int, ...] = (10,)
     detach_proposal_features: bool = True
     detach_energy_features: bool = False
+    residual_energy: bool = False
     min_scale: float = 1e-3
     max_scale: float = 1e3
     backbone: str = "mlp"
@@ -119,7 +123,9 @@ class TrainConfig(_JsonConfig):
     ``proposal_nll_weight`` (joint methods, not in the paper; 0 = off): add this multiple of the
     proposal's NLL at the observed targets to its loss, so the proposal also learns from the
     data directly and, with ``ModelConfig(detach_proposal_features=False)``, so does the
-    feature network.
+    feature network. ``proposal_kl_weight`` (``joint_nce``): the multiple of the KL objective in
+    the proposal's loss; 0 with ``proposal_nll_weight`` > 0 trains the proposal as a plain MDN
+    (for an EBM that refines it, ``ModelConfig(residual_energy=True)``).
     """
 
     method: str = "joint_nce"
@@ -135,6 +141,7 @@ class TrainConfig(_JsonConfig):
     standardize: bool = True
     patience: int | None = None
     proposal_nll_weight: float = 0.0
+    proposal_kl_weight: float = 1.0
     seed: int = 0
 
     @classmethod
@@ -165,6 +172,12 @@ class TrainConfig(_JsonConfig):
         if self.proposal_nll_weight and self.method not in JOINT_METHODS:
             raise ValueError(f"proposal_nll_weight applies to the joint methods ({', '.join(JOINT_METHODS)}), "
                              f"not to {self.method!r}")
+        if not (self.proposal_kl_weight >= 0 and math.isfinite(self.proposal_kl_weight)):
+            raise ValueError(f"proposal_kl_weight must be finite and >= 0, got {self.proposal_kl_weight}")
+        if self.proposal_kl_weight != 1 and self.method != "joint_nce":
+            raise ValueError(f"proposal_kl_weight applies to joint_nce only, not to {self.method!r}")
+        if self.proposal_kl_weight == 0 and self.proposal_nll_weight == 0:
+            raise ValueError("proposal_kl_weight = 0 needs proposal_nll_weight > 0: nothing would train the proposal")
         if self.lr_schedule not in LR_SCHEDULES:
             raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
                              f"{', '.join(LR_SCHEDULES)}")

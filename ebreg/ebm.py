@@ -119,6 +119,9 @@ class ConditionalEBM(nn.Module):
         detach_energy_features: the energy head reads ``sg[h]``, so the feature network is
             trained through the proposal alone (with ``TrainConfig.proposal_nll_weight`` > 0,
             by the proposal's NLL as an MDN's would be).
+        residual_energy: the score is ``energy(h, y) + sg[log q(y | x)]`` (the energy head
+            learns a correction of the proposal, whose own losses alone train it); the head's
+            last layer is zeroed, so an untrained model is its proposal.
     """
 
     def __init__(
@@ -129,6 +132,7 @@ class ConditionalEBM(nn.Module):
         detach_proposal_features: bool = True,
         input_dim: int = 1,
         detach_energy_features: bool = False,
+        residual_energy: bool = False,
     ) -> None:
         super().__init__()
         self.feature_net = feature_net
@@ -136,6 +140,12 @@ class ConditionalEBM(nn.Module):
         self.proposal = proposal
         self.detach_proposal_features = detach_proposal_features
         self.detach_energy_features = detach_energy_features
+        if residual_energy and proposal is None:
+            raise ValueError("residual_energy needs a learned proposal")
+        self.residual_energy = residual_energy
+        if residual_energy:  # the head starts at zero: training starts from p = q
+            nn.init.zeros_(energy.out.weight)
+            nn.init.zeros_(energy.out.bias)
         self.x_scaling = AffineScaling(input_dim)
         self.y_scaling = AffineScaling(energy.target_dim)
         # p(y|x) ∝ exp(f / T): 1 in training; set afterwards by ebreg.calibration
@@ -157,6 +167,7 @@ class ConditionalEBM(nn.Module):
             config.detach_proposal_features,
             config.input_dim,
             config.detach_energy_features,
+            config.residual_energy,
         )
 
     def features(self, x: Tensor) -> Tensor:
@@ -175,8 +186,12 @@ class ConditionalEBM(nn.Module):
                 raise ValueError("pass x or h")
             h = self.features(x)
         # float32 even under bf16 autocast: scores feed log-sum-exps
-        energy = full_precision(self.energy(h.detach() if self.detach_energy_features else h,
-                                            self.y_scaling(as_candidates(y))))
+        y_scaled = self.y_scaling(as_candidates(y))
+        energy = full_precision(self.energy(h.detach() if self.detach_energy_features else h, y_scaled))
+        if self.residual_energy:
+            with torch.no_grad():  # sg[log q]: no graph to build
+                log_q = self.proposal(h).log_prob(y_scaled)
+            energy = energy + log_q
         scores = energy / self.temperature + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 

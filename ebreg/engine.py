@@ -108,7 +108,9 @@ class EBMTrainer(L.LightningModule):
                 terms = {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
             else:
                 ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
-                terms = {"nce": ebm_loss, "proposal_kl": kl}
+                terms = {"nce": ebm_loss}
+                if cfg.proposal_kl_weight:
+                    terms["proposal_kl"] = kl if cfg.proposal_kl_weight == 1 else cfg.proposal_kl_weight * kl
             if cfg.proposal_nll_weight:
                 terms["proposal_nll"] = cfg.proposal_nll_weight * mdn_nll(log_q_data)
             return terms, ess

@@ -70,6 +70,22 @@ def test_model_without_proposal_says_so() -> None:
         ebm.proposal_distribution(torch.zeros(1, 10))
 
 
+def test_residual_energy_starts_as_its_proposal_and_never_trains_it() -> None:
+    torch.manual_seed(0)
+    ebm = ConditionalEBM.from_config(ModelConfig(residual_energy=True, detach_proposal_features=False))
+    ebm.y_scaling.fit_(3 * torch.randn(50, 1) + 2)  # scores and densities in original units
+    x, y = torch.randn(4, 1), torch.randn(7, 4, 1)
+    h = ebm.features(x)
+    q = ebm.proposal_distribution(h)
+    scores = ebm.log_unnormalized(None, y, h=h)
+    torch.testing.assert_close(scores, q.log_prob(y))  # zero head: p = q, log Z = 0
+    scores.sum().backward()
+    assert all(p.grad is None or p.grad.abs().sum() == 0 for p in ebm.proposal.parameters())
+    assert ebm.energy.out.weight.grad.abs().sum() > 0  # the correction itself learns
+    with pytest.raises(ValueError, match="residual_energy needs a learned proposal"):
+        ConditionalEBM(ebm.feature_net, ebm.energy, None, residual_energy=True)
+
+
 @pytest.mark.parametrize("chunks", [1, 3, 8])  # 33 candidates: 8 chunks pad them to 40
 @pytest.mark.parametrize("target_dim, hidden, blocks", [(1, (10, 10), 1), (3, (16,), 2), (2, (), 0)])
 def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden: tuple, blocks: int,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 
 import pytest
 import torch
@@ -67,7 +68,28 @@ def test_proposal_nll_term_is_the_weighted_nll_and_trains_features_only_when_und
     assert all(p.grad is None for p in module.ebm.energy.parameters())
 
 
+def test_proposal_kl_weight_scales_the_kl_term_and_zero_drops_it() -> None:
+    torch.manual_seed(0)
+    x, y = _batch(1)
+    terms = {}
+    for weight in (1.0, 0.25, 0.0):
+        module = EBMTrainer(ModelConfig(input_dim=2),
+                            TrainConfig(num_samples=16, proposal_nll_weight=1.0, proposal_kl_weight=weight))
+        torch.manual_seed(1)
+        module.ebm.load_state_dict(EBMTrainer(ModelConfig(input_dim=2), TrainConfig()).ebm.state_dict())
+        module._generator = torch.Generator().manual_seed(0)
+        terms[weight] = module.losses(x, y)
+    torch.testing.assert_close(terms[0.25]["proposal_kl"], 0.25 * terms[1.0]["proposal_kl"])
+    assert set(terms[0.0]) == {"nce", "proposal_nll"}
+
+
 def test_config_validation_names_the_problem() -> None:
+    with pytest.raises(ValueError, match="proposal_kl_weight = 0 needs proposal_nll_weight"):
+        TrainConfig(proposal_kl_weight=0.0)
+    with pytest.raises(ValueError, match="proposal_kl_weight applies to joint_nce only"):
+        TrainConfig(method="joint_mlis", proposal_kl_weight=0.5)
+    with pytest.raises(ValueError, match="proposal_kl_weight must be finite"):
+        TrainConfig(proposal_kl_weight=math.inf)
     with pytest.raises(ValueError, match="proposal_nll_weight applies to the joint methods"):
         TrainConfig(method="mdn", proposal_nll_weight=1.0)
     with pytest.raises(ValueError, match="proposal_nll_weight must be finite"):
