@@ -1,15 +1,19 @@
 """Training and prediction speed against the machine's own matrix-multiply rate.
 
-    python benchmarks/speed.py [--threads 2] [--epochs 5] [--out benchmarks/results] [--skip-million]
+    python benchmarks/speed.py [--threads 2] [--epochs 5] [--repeats 5] [--out benchmarks/results] [--skip-million]
 
 Measures, in one process (so every figure is a ratio to the same machine state):
-* the float32 matmul rate (1024 x 1024 products): the machine's practical peak;
+* the float32 matmul rate (1024 x 1024 products): the machine's practical peak, probed
+  again before every timed training run (this VM's speed drifts by tens of per cent within
+  minutes, so each run is divided by the rate measured just before it);
 * seconds per training epoch for the reference toy configuration (toy 1, 2000 rows,
   widths 10, batch 32, M = 1024, joint_nce) and a tabular one (power-plant sized: 8611
-  rows, 4 inputs, widths 128/64, batch 32, M = 1024), each with the feature-major energy
-  head and with the plain row-major one, side by side;
+  rows, 4 inputs, widths 128/64, batch 32, M = 1024), ``--repeats`` runs each; for the toy
+  configuration also with the plain row-major energy head, with one (unbatched) product per
+  layer, and (in a subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings;
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
-  every candidate) divided by the matmul rate, and each epoch time as a multiple of it;
+  every candidate) divided by the matmul rate, and each epoch time as a multiple of it
+  (median and worst over the runs);
 * prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024, and the peak memory
   of the SNIS mean for 10^6 rows (in a subprocess).
 Writes ``OUT/speed.json`` and ``OUT/speed.md``.
@@ -19,17 +23,17 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
-import resource
+import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any, Callable, ContextManager, Iterator
 
 import torch
-from torch import nn
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,6 +70,19 @@ def plain_head() -> Iterator[None]:
         EnergyHead.FEATURE_MAJOR_MAX_WIDTH = limit
 
 
+@contextmanager
+def one_product_per_layer() -> Iterator[None]:
+    """Feature-major head without the batched products (one ``W @ Z`` per layer)."""
+    from ebreg.ebm import EnergyHead
+
+    chunks = EnergyHead.__dict__["chunks"]
+    EnergyHead.chunks = classmethod(lambda cls, h: 1)
+    try:
+        yield
+    finally:
+        EnergyHead.chunks = chunks
+
+
 def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:  # noqa: ANN001
     from ebreg.config import TrainConfig
     from ebreg.engine import fit
@@ -74,16 +91,77 @@ def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> f
     return result.train_seconds / epochs
 
 
-def training_row(name: str, model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int, gflops: float,  # noqa: ANN001
-                 num_samples: int = 1024) -> dict[str, Any]:
-    fast = epoch_seconds(model_cfg, x, y, epochs)
-    with plain_head():
-        plain = epoch_seconds(model_cfg, x, y, epochs)
+Run = Callable[[], "tuple[float, float]"]  # one timed run: (seconds per epoch, GFLOP/s probed just before)
+
+
+def in_process(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int,  # noqa: ANN001
+               context: Callable[[], ContextManager[None]] = nullcontext) -> Run:
+    """A run here: a fresh matmul probe, then ``epochs`` epochs under ``context``."""
+    def run() -> tuple[float, float]:
+        gflops = matmul_gflops(seconds=0.5)
+        with context():
+            return epoch_seconds(model_cfg, x, y, epochs), gflops
+    return run
+
+
+def timed_runs(repeats: int, variants: dict[str, Run]) -> dict[str, list[tuple[float, float]]]:
+    """``repeats`` rounds of one run of every variant, interleaved: ``{variant: [run, ...]}``."""
+    runs: dict[str, list[tuple[float, float]]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, run in variants.items():
+            runs[name].append(run())
+    return runs
+
+
+def summary(runs: list[tuple[float, float]], flops: float) -> dict[str, Any]:
+    """Median and worst seconds per epoch and multiples of the floor, each run against its own probe."""
+    multiples = [t / (flops / (g * 1e9)) for t, g in runs]
+    seconds = [t for t, _ in runs]
+    return {"epoch_s": statistics.median(seconds), "epoch_s_worst": max(seconds),
+            "multiple_of_floor": statistics.median(multiples), "multiple_of_floor_worst": max(multiples),
+            "gflops": statistics.median(g for _, g in runs), "runs": [list(r) for r in runs]}
+
+
+def training_row(name: str, model_cfg, x: torch.Tensor, y: torch.Tensor, repeats: int,  # noqa: ANN001
+                 variants: dict[str, Run], num_samples: int = 1024) -> dict[str, Any]:
     flops = 3 * head_flops_per_candidate(model_cfg) * len(x) * num_samples
-    floor = flops / (gflops * 1e9)
-    return {"config": name, "rows": len(x), "epoch_s": fast, "epoch_s_plain_head": plain,
-            "examples_per_s": len(x) / fast, "head_gflop_per_epoch": flops / 1e9, "floor_s": floor,
-            "multiple_of_floor": fast / floor, "multiple_of_floor_plain": plain / floor}
+    epoch_seconds(model_cfg, x[:256], y[:256], 1)  # warm-up: first-call costs out of the timings
+    out = {name_: summary(r, flops) for name_, r in timed_runs(repeats, variants).items()}
+    best = out.pop("default")
+    return {"config": name, "rows": len(x), **best, "examples_per_s": len(x) / best["epoch_s"],
+            "head_gflop_per_epoch": flops / 1e9, "floor_s": flops / (best["gflops"] * 1e9), "variants": out}
+
+
+def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
+    from ebreg.datasets import Toy1
+
+    toy = Toy1.sample(2000, 0)
+    return (torch.as_tensor(toy.x, dtype=torch.float32).view(-1, 1),
+            torch.as_tensor(toy.y, dtype=torch.float32).view(-1, 1))
+
+
+DEFAULT_MALLOC = """
+import json, sys, torch
+torch.set_num_threads({threads})
+sys.path.insert(0, {root!r})
+sys.path.insert(0, {bench!r})
+from ebreg.config import ModelConfig
+from speed import epoch_seconds, in_process, toy_data
+x, y = toy_data()
+epoch_seconds(ModelConfig(), x[:256], y[:256], 1)
+print(json.dumps(in_process(ModelConfig(), x, y, {epochs})()))
+"""
+
+
+def default_malloc(threads: int, epochs: int) -> Run:
+    """A toy run in a fresh process that leaves glibc's malloc at its defaults."""
+    def run() -> tuple[float, float]:
+        code = DEFAULT_MALLOC.format(threads=threads, root=str(ROOT), bench=str(ROOT / "benchmarks"), epochs=epochs)
+        out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                             env={**os.environ, "EBREG_KEEP_MALLOC": "0"})
+        seconds, gflops = json.loads(out.stdout.strip().splitlines()[-1])
+        return seconds, gflops
+    return run
 
 
 def prediction_row(model, rows: int, num_samples: int = 1024) -> dict[str, Any]:  # noqa: ANN001
@@ -128,32 +206,36 @@ def million_rows(threads: int) -> dict[str, Any]:
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
-    p.add_argument("--epochs", type=int, default=5, help="epochs timed for the toy configuration")
+    p.add_argument("--epochs", type=int, default=5, help="epochs per timed toy run")
+    p.add_argument("--repeats", type=int, default=5, help="timed runs per configuration and variant")
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--skip-million", action="store_true", help="skip the 10^6-row memory run")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
     from ebreg.config import ModelConfig
-    from ebreg.datasets import Toy1
 
-    gflops = matmul_gflops()
-    toy = Toy1.sample(2000, 0)
-    x = torch.as_tensor(toy.x, dtype=torch.float32).view(-1, 1)
-    y = torch.as_tensor(toy.y, dtype=torch.float32).view(-1, 1)
-    rows = [training_row("toy 1, reference (widths 10)", ModelConfig(), x, y, args.epochs, gflops)]
+    x, y = toy_data()
+    toy = ModelConfig()
+    variants = {"default": in_process(toy, x, y, args.epochs),
+                "row-major head": in_process(toy, x, y, args.epochs, plain_head),
+                "one product per layer": in_process(toy, x, y, args.epochs, one_product_per_layer),
+                "glibc's default malloc": default_malloc(args.threads, args.epochs)}
+    rows = [training_row("toy 1, reference (widths 10)", toy, x, y, args.repeats, variants)]
     gen = torch.Generator().manual_seed(0)
     xt = torch.randn(8611, 4, generator=gen)
     yt = (xt[:, :1] * 2 + torch.sin(xt[:, 1:2]) + 0.3 * torch.randn(8611, 1, generator=gen))
     tab_cfg = ModelConfig(input_dim=4, feature_hidden=(128, 128), target_hidden=(64, 64), joint_width=64,
                           proposal_hidden=(128,))
-    rows.append(training_row("tabular, power-plant sized (widths 128/64)", tab_cfg, xt, yt, 1, gflops))
+    rows.append(training_row("tabular, power-plant sized (widths 128/64)", tab_cfg, xt, yt, min(3, args.repeats),
+                             {"default": in_process(tab_cfg, xt, yt, 1)}))
     from ebreg.ebm import ConditionalEBM
 
     model = ConditionalEBM.from_config(ModelConfig()).eval()
+    prediction_row(model, 1000)  # warm-up
     pred = prediction_row(model, 10_000)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "matmul_gflops": gflops, "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
+              "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
@@ -165,21 +247,30 @@ def main() -> int:
 
 
 def report(r: dict[str, Any], command: str) -> str:
+    toy = r["training"][0]
     lines = [
         "# Speed", "",
         f"Made by `{command}` on {r['threads']} threads (torch {r['torch']}). The floor is the energy",
         "head's FLOPs per epoch (forward + backward, every candidate) at this machine's float32",
-        f"matmul rate, measured in the same run: **{r['matmul_gflops']:.1f} GFLOP/s** (1024 x 1024 products).",
+        "matmul rate (1024 x 1024 products), probed again right before every timed run; each run is",
+        "divided by its own probe, because this VM's speed drifts by tens of per cent within minutes.",
         "Epoch times include everything Lightning does per step (sampling, proposal densities,",
-        "feature network, optimiser); `plain head` is the same run with the row-major energy head",
-        "(heads wider than 32 use the row-major layout anyway).", "",
-        "| configuration | rows | s/epoch | examples/s | s/epoch, plain head | head GFLOP/epoch | floor s | multiple of floor | plain head's multiple |",
-        "|---|---|---|---|---|---|---|---|---|",
+        f"feature network, optimiser). Medians over {len(toy['runs'])} runs (worst in brackets).", "",
+        "| configuration | rows | s/epoch | examples/s | head GFLOP/epoch | matmul GFLOP/s | floor s | multiple of floor |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for t in r["training"]:
-        lines.append(f"| {t['config']} | {t['rows']} | {t['epoch_s']:.3f} | {t['examples_per_s']:.0f} | "
-                     f"{t['epoch_s_plain_head']:.3f} | {t['head_gflop_per_epoch']:.2f} | {t['floor_s']:.3f} | "
-                     f"{t['multiple_of_floor']:.1f} | {t['multiple_of_floor_plain']:.1f} |")
+        lines.append(f"| {t['config']} | {t['rows']} | {t['epoch_s']:.3f} ({t['epoch_s_worst']:.3f}) | "
+                     f"{t['examples_per_s']:.0f} | {t['head_gflop_per_epoch']:.2f} | {t['gflops']:.1f} | "
+                     f"{t['floor_s']:.4f} | {t['multiple_of_floor']:.1f} ({t['multiple_of_floor_worst']:.1f}) |")
+    lines += ["", "Toy 1 without one optimisation at a time (runs interleaved with the default's; glibc's",
+              "default malloc in a fresh subprocess per run, `EBREG_KEEP_MALLOC=0`):", "",
+              "| variant | s/epoch | multiple of floor | vs default |", "|---|---|---|---|",
+              f"| default | {toy['epoch_s']:.3f} ({toy['epoch_s_worst']:.3f}) | {toy['multiple_of_floor']:.1f} "
+              f"({toy['multiple_of_floor_worst']:.1f}) | 1.00 |"]
+    for name, v in toy["variants"].items():
+        lines.append(f"| {name} | {v['epoch_s']:.3f} ({v['epoch_s_worst']:.3f}) | {v['multiple_of_floor']:.1f} "
+                     f"({v['multiple_of_floor_worst']:.1f}) | {v['multiple_of_floor'] / toy['multiple_of_floor']:.2f} |")
     p = r["prediction_1e4"]
     lines += ["", "## Prediction (toy model, M = 1024)", "",
               f"- 10^4 rows: SNIS mean {p['mean_s']:.2f} s, 90 % interval {p['interval_s']:.2f} s, "
