@@ -153,22 +153,29 @@ class ConditionalEBM(nn.Module):
 
     @classmethod
     def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> "ConditionalEBM":
-        """Build the MLP model that ``config`` describes (see :class:`ModelConfig`)."""
+        """Build the MLP model that ``config`` describes (see :class:`ModelConfig`).
+
+        With ``residual_energy`` the feature network and the proposal head are initialised in
+        :class:`ebreg.mdn.MixtureDensityNetwork`'s order, so that under the same seed they start
+        as that MDN does (and, trained by the proposal's NLL alone, stay equal to it).
+        """
         h_dim = config.feature_hidden[-1]
-        proposal = None
-        if with_proposal:
-            proposal = MDNHead(h_dim, config.target_dim, config.components, config.proposal_hidden,
-                               config.min_scale, config.max_scale)
-        return cls(
-            feature_network(config),
-            EnergyHead(h_dim, config.target_dim, config.target_hidden, config.joint_width,
-                       config.residual_blocks),
-            proposal,
-            config.detach_proposal_features,
-            config.input_dim,
-            config.detach_energy_features,
-            config.residual_energy,
-        )
+
+        def proposal() -> MDNHead | None:
+            if not with_proposal:
+                return None
+            return MDNHead(h_dim, config.target_dim, config.components, config.proposal_hidden,
+                           config.min_scale, config.max_scale)
+
+        if config.residual_energy:
+            features = feature_network(config)
+            head = proposal()
+        else:  # the order of the earlier releases: their seeds keep their networks
+            head = proposal()
+            features = feature_network(config)
+        energy = EnergyHead(h_dim, config.target_dim, config.target_hidden, config.joint_width, config.residual_blocks)
+        return cls(features, energy, head, config.detach_proposal_features, config.input_dim,
+                   config.detach_energy_features, config.residual_energy)
 
     def features(self, x: Tensor) -> Tensor:
         """``x``: ``(n, *input_shape)`` in original units -> h ``(n, H)``."""

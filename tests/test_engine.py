@@ -224,3 +224,21 @@ def test_batched_row_loader_gives_the_batches_of_a_plain_loader() -> None:
     assert len(batched) == 3
     for (xa, ya), (xb, yb) in zip(plain, batched):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)
+
+
+def test_an_ebm_refining_an_mdn_trains_its_proposal_exactly_as_that_mdn() -> None:
+    """residual_energy + proposal_kl_weight=0 + features trained by the proposal alone: with the
+    same seed, the proposal and the features follow the stand-alone MDN's trajectory."""
+    torch.manual_seed(0)
+    x = torch.randn(96, 2)
+    y = x[:, :1] - x[:, 1:] ** 2 + 0.3 * torch.randn(96, 1)
+    model_cfg = ModelConfig(input_dim=2, residual_energy=True, detach_proposal_features=False,
+                            detach_energy_features=True)
+    common = dict(epochs=2, batch_size=32, num_samples=16, seed=3)
+    ebm = fit(model_cfg, TrainConfig(proposal_nll_weight=1.0, proposal_kl_weight=0.0, **common), x, y,
+              progress=False).module.ebm
+    mdn = fit(model_cfg, TrainConfig(method="mdn", **common), x, y, progress=False).module.mdn
+    for a, b in zip([*ebm.feature_net.parameters(), *ebm.proposal.parameters()],
+                    [*mdn.feature_net.parameters(), *mdn.head.parameters()]):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    assert not torch.equal(ebm.energy.out.weight, torch.zeros_like(ebm.energy.out.weight))  # the correction trained
