@@ -12,9 +12,10 @@ learns from the proposal's NLL as well as from the EBM's NCE loss. ``joint_nce+p
 ``joint_nce+residual`` is ``joint_nce+proposal_features`` with ``ModelConfig(residual_energy=True)``:
 the score is the head's output plus ``sg[log q]``, so the EBM learns a correction of its proposal
 and starts from p = q. ``joint_nce+mdn_refined`` is that without the KL term
-(``proposal_kl_weight=0``): the proposal and the features are trained exactly as an MDN is (by the
-NLL alone), and the EBM refines that MDN; its record's ``proposal_nll`` is that MDN's test NLL, a
-comparison on the same network.
+(``proposal_kl_weight=0``): the proposal and the features are trained by the NLL alone, and with
+``residual_energy`` they are initialised as the stand-alone MDN of the same seed is, so the
+proposal follows the ``mdn`` run's trajectory exactly (its record's ``proposal_nll`` equals that
+run's NLL when both keep the same epoch) and the EBM is that MDN times a learned correction.
 
 Tasks (``ebreg.datasets.images``): ``cells`` counts 1-20 Gaussian blobs in 64 x 64 images;
 the integer count is dequantised (uniform noise of width 1 added to train, validation and
