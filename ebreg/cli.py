@@ -70,6 +70,9 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--ensemble-size", type=_ensemble_size, default=None,
                      help="models to train and average: a positive integer or 'auto' (the estimator's "
                           "default: for the EBM 5 below 2,000 rows, else 1; for the MDN 1)")
+    fit.add_argument("--refine-mdn", action="store_true",
+                     help="joint_nce only: train the proposal as a plain MDN and the EBM as a learned "
+                          "correction of it (EBMRegressor(refine_mdn=True))")
     fit.add_argument("--seed", type=int, default=0)
     fit.add_argument("--one-hot", action="store_true", help="one-hot encode non-numeric feature columns")
     fit.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
@@ -152,7 +155,7 @@ def _fit(args: argparse.Namespace) -> int:
 
     r = fit_table(args.data, args.target, args.out, args.features, args.method, args.epochs, args.components,
                   args.seed, args.drop_missing, args.one_hot, progress=not args.no_progress,
-                  ensemble_size=args.ensemble_size)
+                  ensemble_size=args.ensemble_size, refine_mdn=args.refine_mdn)
     dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
     models = len(r["epochs_run"])
     print(f"{r['method']}: {r['train_rows']} rows{dropped}; {models} model{'s' * (models > 1)}, "

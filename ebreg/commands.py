@@ -37,15 +37,18 @@ def _clean(X: np.ndarray, Y: np.ndarray | None, names: list[str], what: str,
 def fit_table(data: str | Path, targets: list[str], out: str | Path, features: list[str] | None = None,
               method: str = "joint_nce", epochs: int | None = None, components: int | None = None,
               seed: int = 0, drop_missing: bool = False, one_hot: bool = False, progress: bool = True,
-              ensemble_size: int | str | None = None) -> dict[str, Any]:
+              ensemble_size: int | str | None = None, refine_mdn: bool = False) -> dict[str, Any]:
     """Train the default estimator of ``method`` on a table and write the model folder ``out``
-    (``epochs``, ``components``, ``ensemble_size``: None keeps the estimator's default)."""
+    (``epochs``, ``components``, ``ensemble_size``: None keeps the estimator's default;
+    ``refine_mdn``: :class:`ebreg.estimators.EBMRegressor`'s option, ``joint_nce`` only)."""
     from .estimators import EBMRegressor, MDNRegressor
     from .model_file import _is_model_folder
 
     out = Path(out)
     if out.exists() and not (out.is_dir() and _is_model_folder(out)):
         raise TableError(f"{out} exists and is not a model folder; choose another --out")
+    if refine_mdn and method != "joint_nce":
+        raise TableError(f"--refine-mdn applies to the EBM trained by joint_nce, not to {method}")
     frame = read_table(data)
     spec = TableSpec.infer(frame, targets, features, one_hot)
     X, Y, keep = _clean(spec.feature_matrix(frame), spec.target_matrix(frame), spec.feature_names + spec.targets,
@@ -59,6 +62,8 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     cls = EBMRegressor if method in JOINT_METHODS else MDNRegressor
     options = {k: v for k, v in {"epochs": epochs, "components": components, "ensemble_size": ensemble_size}.items()
                if v is not None}
+    if refine_mdn:
+        options["refine_mdn"] = True
     est = cls(method=method, random_state=seed, verbose=progress, **options)
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
     metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": est.n_epochs_,

@@ -14,6 +14,7 @@ from __future__ import annotations
 import math
 import time
 import warnings
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -111,6 +112,10 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
                            target_hidden=(w, w), joint_width=w, components=self.components,
                            proposal_hidden=(self.hidden[-1],))
 
+    def _train_config(self, **settings: Any) -> TrainConfig:
+        """The engine's training settings for one model."""
+        return TrainConfig(**settings)
+
     def _check_params(self) -> None:
         name = type(self).__name__
         if self._method() not in self._methods:
@@ -182,7 +187,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         x_val = y_val = None
         if val_rows is not None:
             x_val, y_val = X[val_rows], Y[val_rows]
-        train_cfg = TrainConfig(
+        train_cfg = self._train_config(
             method=self._method(), epochs=self.epochs, batch_size=min(self.batch_size, len(train_rows)),
             lr=self.lr, num_samples=self.num_samples, patience=self.patience if val_rows is not None else None,
             seed=seed,
@@ -259,6 +264,11 @@ class EBMRegressor(_ProbabilisticRegressor):
             predictions use their equal-weight mixture (E * ``predict_samples`` samples per
             row). ``"auto"``: :data:`AUTO_ENSEMBLE_SIZE` when the training data have fewer than
             :data:`AUTO_ENSEMBLE_ROWS` rows, else 1.
+        refine_mdn: instead of the paper's joint training, train the proposal as a plain MDN
+            (by its NLL, from the initial weights ``MDNRegressor`` would have with the same
+            seed) and the EBM as a learned correction of it, ``f(x, y) = g(x, y) + sg[log q(y|x)]``
+            with g trained by NCE and starting at zero (``docs/methods.md``). Needs
+            ``method="joint_nce"`` (the default).
     """
 
     _methods = JOINT_METHODS
@@ -281,16 +291,33 @@ class EBMRegressor(_ProbabilisticRegressor):
         verbose: bool = False,
         ensemble_size: int | str = "auto",
         calibrate: bool | str = "auto",
+        refine_mdn: bool = False,
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
                          batch_size, lr, validation_fraction, patience, device, random_state, verbose,
                          ensemble_size)
         self.calibrate = calibrate
+        self.refine_mdn = refine_mdn
 
     def _check_params(self) -> None:
         super()._check_params()
         if self.calibrate not in (True, False, "auto"):
             raise ValueError(f"EBMRegressor: calibrate must be True, False or 'auto', got {self.calibrate!r}")
+        if self.refine_mdn not in (True, False):
+            raise ValueError(f"EBMRegressor: refine_mdn must be True or False, got {self.refine_mdn!r}")
+        if self.refine_mdn and self._method() != "joint_nce":
+            raise ValueError(f"EBMRegressor: refine_mdn needs method='joint_nce', got {self.method!r}")
+
+    def _model_config(self, input_dim: int, target_dim: int) -> ModelConfig:
+        config = super()._model_config(input_dim, target_dim)
+        if not self.refine_mdn:
+            return config
+        return replace(config, residual_energy=True, detach_proposal_features=False, detach_energy_features=True)
+
+    def _train_config(self, **settings: Any) -> TrainConfig:
+        if self.refine_mdn:
+            settings.update(proposal_nll_weight=1.0, proposal_kl_weight=0.0)
+        return super()._train_config(**settings)
 
     def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
         auto = isinstance(self.calibrate, str)

@@ -93,6 +93,16 @@ def test_one_input_column_gets_a_density_map(work: Path) -> None:
     assert (work / "one_report" / "density.png").read_bytes()[:8] == PNG
 
 
+def test_fit_can_refine_an_mdn(work: Path) -> None:
+    from ebreg.model_file import load
+
+    proc = ebreg("fit", work / "train.csv", "--target", "y", "--epochs", "2", "--ensemble-size", "1",
+                 "--refine-mdn", "--no-progress", "--out", work / "refined")
+    assert proc.returncode == 0, proc.stderr
+    est = load(work / "refined")
+    assert est.refine_mdn and est.models_[0].residual_energy
+
+
 def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
     """case -> (arguments, expected message (regex), output path that must not appear)."""
     frame = _frame()
@@ -146,6 +156,8 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
                                   r"--ensemble-size: must be a positive integer or 'auto', got many", out),
         "unknown method": (["fit", train, "--target", "y", "--method", "magic", "--out", out],
                            r"--method: invalid choice: 'magic'", out),
+        "refine an MDN with the MDN": (["fit", train, "--target", "y", "--method", "mdn", "--refine-mdn", "--out", out],
+                                       r"--refine-mdn applies to the EBM trained by joint_nce, not to mdn", out),
         "out is not a model folder": (["fit", train, *fit[1:-1], work / "not_model"],
                                       r"not_model exists and is not a model folder", work / "not_model" / "model.json"),
         "feature missing at predict": (["predict", work / "model", work / "no_z.csv", "--out", pred],
@@ -168,7 +180,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
 
 CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
          "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
-         "invalid ensemble size", "unknown method", "out is not a model folder", "feature missing at predict", "NaN at predict",
+         "invalid ensemble size", "unknown method", "refine an MDN with the MDN", "out is not a model folder", "feature missing at predict", "NaN at predict",
          "unknown output format", "invalid interval", "tampered model", "truncated model",
          "model from a newer version", "missing model folder", "row out of range"]
 

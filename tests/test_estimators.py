@@ -244,6 +244,8 @@ def test_default_methods_and_ensemble_sizes_are_the_documented_ones(monkeypatch)
 @pytest.mark.parametrize("params, message", [
     *(({"ensemble_size": size}, "ensemble_size must be a positive integer or 'auto'") for size in (0, -1, 2.5, "many", True)),
     ({"calibrate": "yes"}, "calibrate must be True, False or 'auto', got 'yes'"),
+    ({"refine_mdn": "yes"}, "refine_mdn must be True or False, got 'yes'"),
+    ({"refine_mdn": True, "method": "joint_mlis"}, "refine_mdn needs method='joint_nce', got 'joint_mlis'"),
 ])
 def test_bad_ensemble_sizes_and_calibration_flags_are_refused(params, message) -> None:  # noqa: ANN001
     X, y = _data(50)
@@ -331,3 +333,24 @@ def test_version_one_model_folders_load_as_one_model_at_temperature_one(fitted, 
     now.models_[0].temperature.fill_(1.0)
     X = fitted["X"][:20]
     assert np.array_equal(old.predict(X), now.predict(X))
+
+
+def test_an_ebm_refining_an_mdn_holds_the_mdn_the_regressor_would_train(tmp_path) -> None:  # noqa: ANN001
+    import ebreg
+
+    X, y = _data(120)
+    params = {**SMALL, "epochs": 4, "patience": None, "validation_fraction": 0.0, "random_state": 0}
+    refined = EBMRegressor(**params, refine_mdn=True).fit(X, y)
+    mdn = MDNRegressor(**params).fit(X, y)
+    (ebm,), (net,) = refined.models_, mdn.models_
+    assert ebm.residual_energy and refined.seeds_ == mdn.seeds_
+    for a, b in zip([*ebm.feature_net.parameters(), *ebm.proposal.parameters()],
+                    [*net.feature_net.parameters(), *net.head.parameters()]):
+        torch.testing.assert_close(a, b)
+    # its density is the MDN's times a learnt correction: a finite, normalised, different one
+    dist = refined.predict_dist(X[:20])
+    assert np.isfinite(dist.log_prob(y[:20])).all()
+    assert not np.allclose(dist.log_prob(y[:20]), mdn.log_likelihood(X[:20], y[:20]))
+    again = ebreg.load(refined.save(tmp_path / "model"))
+    assert again.refine_mdn and again.models_[0].residual_energy
+    assert np.allclose(again.log_likelihood(X[:20], y[:20]), refined.log_likelihood(X[:20], y[:20]))
