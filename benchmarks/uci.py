@@ -1,7 +1,7 @@
 """UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
 
     python benchmarks/uci.py --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
-                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ebm_single,ebm_mlis]
+                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ebm_single,ebm_mlis,ebm_refined]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
@@ -11,10 +11,12 @@ Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
 when asked for, ``ebm_single`` (one EBM, ``ensemble_size=1``: the ``ebm`` column before
 ensembles became the default for fewer than 2,000 rows; on larger data it is ``ebm``) and
 ``ebm_mlis`` (one EBM trained by ML-IS, ``method="joint_mlis"``, which ``EBMRegressor`` ran by
-default before 2026-11-29).
+default before 2026-11-29) and ``ebm_refined`` (one EBM refining an MDN,
+``EBMRegressor(ensemble_size=1, refine_mdn=True)``: its proposal is the MDN that ``mdn`` trains
+with the same seed).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
-the coverage of the central 90 % interval. ``ebm`` and ``ebm_single`` records also hold the
+the coverage of the central 90 % interval. ``ebm``, ``ebm_single`` and ``ebm_refined`` records also hold the
 fitted temperatures (one per model; 1 for the members of an ensemble, which the default
 does not calibrate) and the same metrics at temperature 1 (``nll_t1``, ...: the networks
 before calibration). Wine's ratings are integers: its records also
@@ -40,8 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci"
 PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost")
 DEFAULT_METHODS = ("ebm", *PEERS)
-METHODS = (*DEFAULT_METHODS, "ebm_single", "ebm_mlis")
-CALIBRATED = ("ebm", "ebm_single")
+METHODS = (*DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined")
+CALIBRATED = ("ebm", "ebm_single", "ebm_refined")
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
 DEQUANTIZED = ("wine-quality-red",)
@@ -70,6 +72,9 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         return EBMRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
     if method == "ebm_single":
         return EBMRegressor(ensemble_size=1, random_state=seed).fit(x_train, y_train).predict_dist(x_test)
+    if method == "ebm_refined":
+        return EBMRegressor(ensemble_size=1, refine_mdn=True, random_state=seed).fit(x_train, y_train) \
+            .predict_dist(x_test)
     if method == "ebm_mlis":
         return EBMRegressor(method="joint_mlis", ensemble_size=1, random_state=seed).fit(x_train, y_train) \
             .predict_dist(x_test)
