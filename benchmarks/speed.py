@@ -91,7 +91,7 @@ def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> f
     return result.train_seconds / epochs
 
 
-Run = Callable[[], "tuple[float, float]"]  # one timed run: (seconds per epoch, GFLOP/s probed just before)
+Run = Callable[[], tuple[float, float]]  # one timed run: (seconds per epoch, GFLOP/s probed just before)
 
 
 def in_process(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int,  # noqa: ANN001
