@@ -40,6 +40,9 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+from ebreg.config import REFINE_MDN_MODEL, REFINE_MDN_TRAIN  # noqa: E402 - after the path
+
 TASKS = ("cells", "bars")
 METHODS = ("joint_nce", "joint_nce+nll", "mdn", "mdn_teacher", "joint_nce+proposal_features", "joint_nce+residual",
            "joint_nce+mdn_refined")
@@ -51,11 +54,8 @@ VARIANTS = {
     "joint_nce+nll": ("joint_nce", {"detach_proposal_features": False}, {"proposal_nll_weight": 1.0}),
     "joint_nce+proposal_features": ("joint_nce", {"detach_proposal_features": False, "detach_energy_features": True},
                                     {"proposal_nll_weight": 1.0}),
-    "joint_nce+residual": ("joint_nce", {"detach_proposal_features": False, "detach_energy_features": True,
-                                         "residual_energy": True}, {"proposal_nll_weight": 1.0}),
-    "joint_nce+mdn_refined": ("joint_nce", {"detach_proposal_features": False, "detach_energy_features": True,
-                                            "residual_energy": True},
-                              {"proposal_nll_weight": 1.0, "proposal_kl_weight": 0.0}),
+    "joint_nce+residual": ("joint_nce", REFINE_MDN_MODEL, {"proposal_nll_weight": 1.0}),
+    "joint_nce+mdn_refined": ("joint_nce", REFINE_MDN_MODEL, REFINE_MDN_TRAIN),
 }
 
 
@@ -208,5 +208,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

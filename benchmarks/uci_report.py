@@ -204,6 +204,7 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
     """Write the markdown report of ``records`` to ``path``."""
     from ebreg.io import write_text
 
+    refined = _refined(records)
     write_text(path, "\n".join([
         "# UCI regression benchmark (fixed splits)",
         "",
@@ -277,7 +278,7 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
            "(`docs/methods.md`); one EBM, temperature-calibrated. Paired differences over the splits",
            "it ran (negative: `ebm_refined` better); the `mdn` records were made by earlier code, so",
            "the MDN inside is the same design, not bit for bit the same network.", "",
-           *_refined(records), ""] if _refined(records) else []),
+           *refined, ""] if refined else []),
         "## The EBM's temperature calibration",
         "",
         "`EBMRegressor` fits a temperature T, `p(y|x) ∝ exp(f(x, y) / T)`, on its validation part",

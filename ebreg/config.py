@@ -5,11 +5,12 @@ from __future__ import annotations
 import dataclasses
 import math
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any
 
 __all__ = [
     "ModelConfig", "TrainConfig", "METHODS", "EBM_METHODS", "FIXED_METHODS", "JOINT_METHODS",
-    "MDN_METHODS",
+    "MDN_METHODS", "REFINE_MDN_MODEL", "REFINE_MDN_TRAIN",
 ]
 
 #: Training methods. ``*_fixed`` use the fixed proposal centred at the target; ``joint_*``
@@ -25,6 +26,12 @@ LR_SCHEDULES = ("constant", "cosine")
 BACKBONES = ("mlp", "cnn", "resnet18")
 #: Methods whose test-time model is an EBM (the others test an MDN).
 EBM_METHODS = FIXED_METHODS + JOINT_METHODS
+#: ModelConfig and TrainConfig settings under which ``joint_nce`` trains an EBM that refines an
+#: MDN (``EBMRegressor(refine_mdn=True)``): the proposal and the features learn from the NLL
+#: alone, as a stand-alone MDN's, and the energy head a correction of that density
+REFINE_MDN_MODEL = MappingProxyType({"residual_energy": True, "detach_proposal_features": False,
+                                     "detach_energy_features": True})
+REFINE_MDN_TRAIN = MappingProxyType({"proposal_nll_weight": 1.0, "proposal_kl_weight": 0.0})
 
 
 def _positive_ints(name: str, values: tuple[int, ...], allow_empty: bool = False) -> None:

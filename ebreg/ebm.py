@@ -34,9 +34,9 @@ class EnergyHead(nn.Module):
     ``W @ Z`` product, about twice as fast on a CPU as the usual ``(candidates, width)``
     layout at width 10. On a CPU with several threads the candidates are also split into
     :meth:`chunks` groups along M, one batched product per layer: a single ``10 x 10`` by
-    ``10 x N`` product barely uses a second thread, a batch of them does (the toy head's
-    forward and backward took 1.9 ms instead of 2.9 on 2 threads). Wider heads use the usual
-    layout, which is as fast there (``benchmarks/results/speed.md``). All layouts give the
+    ``10 x N`` product barely uses a second thread, a batch of them does. Wider heads use
+    the usual layout, which is as fast there. ``benchmarks/results/speed.md`` times the toy
+    model with the row-major layout and with one product per layer. All layouts give the
     same scores up to float rounding.
     """
 
@@ -181,12 +181,15 @@ class ConditionalEBM(nn.Module):
         """``x``: ``(n, *input_shape)`` in original units -> h ``(n, H)``."""
         return self.feature_net(self.x_scaling(x))
 
-    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
+    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
+                         log_q: Tensor | None = None) -> Tensor:
         """Scores ``f(x, y) / T``, a log-density up to a constant (T: the ``temperature``
         buffer, 1 unless :mod:`ebreg.calibration` set it).
 
         ``y``: ``(M, n, D)`` -> ``(M, n)``, or ``(n, D)`` -> ``(n,)``. Pass precomputed
-        features as ``h`` (then ``x`` is ignored) to evaluate g once per x.
+        features as ``h`` (then ``x`` is ignored) to evaluate g once per x, and, when the caller
+        has it, the learned proposal's log-density at ``y`` as ``log_q`` (shaped as the scores,
+        original units): a ``residual_energy`` model adds it instead of computing it again.
         """
         if h is None:
             if x is None:
@@ -195,10 +198,13 @@ class ConditionalEBM(nn.Module):
         # float32 even under bf16 autocast: scores feed log-sum-exps
         y_scaled = self.y_scaling(as_candidates(y))
         energy = full_precision(self.energy(h.detach() if self.detach_energy_features else h, y_scaled))
-        if self.residual_energy:
-            with torch.no_grad():  # sg[log q]: no graph to build
-                log_q = self.proposal(h).log_prob(y_scaled)
-            energy = energy + log_q
+        if self.residual_energy:  # + sg[log q], in the networks' standardised units
+            if log_q is None:
+                with torch.no_grad():  # no graph to build
+                    scaled_log_q = self.proposal(h).log_prob(y_scaled)
+            else:
+                scaled_log_q = log_q.detach() - self.y_scaling.log_abs_det()
+            energy = energy + scaled_log_q
         scores = energy / self.temperature + self.y_scaling.log_abs_det()
         return scores.squeeze(0) if y.dim() == 2 else scores
 

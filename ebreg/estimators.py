@@ -24,7 +24,7 @@ from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .calibration import fit_temperature
-from .config import JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
+from .config import JOINT_METHODS, MDN_METHODS, REFINE_MDN_MODEL, REFINE_MDN_TRAIN, ModelConfig, TrainConfig
 from .predictive import MixturePredictive, SNISPredictive
 from .proposals import pool_mixtures
 
@@ -312,11 +312,11 @@ class EBMRegressor(_ProbabilisticRegressor):
         config = super()._model_config(input_dim, target_dim)
         if not self.refine_mdn:
             return config
-        return replace(config, residual_energy=True, detach_proposal_features=False, detach_energy_features=True)
+        return replace(config, **REFINE_MDN_MODEL)
 
     def _train_config(self, **settings: Any) -> TrainConfig:
         if self.refine_mdn:
-            settings.update(proposal_nll_weight=1.0, proposal_kl_weight=0.0)
+            settings.update(REFINE_MDN_TRAIN)
         return super()._train_config(**settings)
 
     def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:

@@ -31,6 +31,7 @@ __all__ = [
     "DEFAULT_MAX_CANDIDATES",
     "Models",
     "members",
+    "effective_sample_fraction",
 ]
 
 #: one EBM, or a list or tuple of the members of an equal-weight ensemble ``p(y|x) = 1/E sum_e p_e(y|x)``
@@ -40,6 +41,14 @@ Models = Union[ConditionalEBM, Sequence[ConditionalEBM]]
 #: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh
 #: (2**20 was 2.2x slower on 2 CPU cores, benchmarks/results/speed.md)
 DEFAULT_MAX_CANDIDATES = 2**18
+
+
+def effective_sample_fraction(log_w: Tensor) -> Tensor:
+    """ESS / M of self-normalised weights from unnormalised log-weights ``(M, n)`` -> ``(n,)``:
+    ``(sum_m w_m)^2 / (M sum_m w_m^2)``, in seven passes over the weights."""
+    w = (log_w - log_w.amax(0)).exp_()
+    total = w.sum(0)
+    return total.square_().div_(w.square_().sum(0)).div_(log_w.shape[0])
 
 
 @dataclass(frozen=True)
@@ -87,6 +96,8 @@ class WeightedSamples:
 
     def ess(self) -> Tensor:
         """Effective sample size ``1 / sum_m w_m^2`` ``(n,)``, between 1 and E * M."""
+        if self.members == 1:
+            return effective_sample_fraction(self.log_weights) * self.num_samples
         return self.weights().square().sum(0).reciprocal()
 
     def log_normalizer(self, extra_log_weight: Tensor | None = None) -> Tensor:
@@ -169,7 +180,8 @@ def importance_sample(
         q = ebm.proposal_distribution(h)
         ys = q.sample((num_samples,), generator=generator, common_noise=common_noise)  # (M, n, D)
         samples.append(ys)
-        log_weights.append(ebm.log_unnormalized(None, ys, h=h) - q.log_prob(ys))
+        log_q = q.log_prob(ys)
+        log_weights.append(ebm.log_unnormalized(None, ys, h=h, log_q=log_q) - log_q)
     if len(samples) == 1:
         return WeightedSamples(samples[0], log_weights[0])
     return WeightedSamples(torch.cat(samples), torch.cat(log_weights), len(samples))
@@ -246,8 +258,8 @@ def log_density(model: Models, x: Tensor, y: Tensor, ws: WeightedSamples) -> Ten
     f, log_q = [], []
     for ebm in members(model):
         h = ebm.features(x)
-        f.append(ebm.log_unnormalized(None, y, h=h))
         log_q.append(ebm.proposal_distribution(h).log_prob(y))
+        f.append(ebm.log_unnormalized(None, y, h=h, log_q=log_q[-1]))
     f_all, log_q_all = torch.stack(f), torch.stack(log_q)  # (E, n)
     log_z = ws.log_normalizer(f_all - log_q_all).view_as(f_all)
     return torch.logsumexp(f_all - log_z, 0) - math.log(len(f_all))

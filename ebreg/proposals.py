@@ -48,7 +48,7 @@ class GaussianMixture(MixtureSameFamily):
         """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``.
 
         When gradients reach the mixture's parameters (and not ``value``), the backward pass is
-        :class:`MixtureLogProb`'s closed form, which needs a third of autograd's passes over
+        :class:`MixtureLogProb`'s closed form, which needs fewer passes than autograd's over
         the ``(..., n, K)`` values.
         """
         loc, scale = self.loc, self.scale

@@ -125,3 +125,15 @@ def test_scores_and_proposal_stay_float32_under_bf16_autocast() -> None:
         log_q = q.log_prob(y)
     assert scores.dtype == torch.float32 and log_q.dtype == torch.float32
     assert q.loc.dtype == torch.float32 and torch.isfinite(scores).all()
+
+
+def test_a_residual_energy_given_the_proposal_density_scores_as_when_it_computes_it() -> None:
+    torch.manual_seed(0)
+    ebm = ConditionalEBM.from_config(ModelConfig(residual_energy=True, detach_proposal_features=False))
+    ebm.y_scaling.fit_(3 * torch.randn(50, 1) + 2)
+    torch.nn.init.normal_(ebm.energy.out.weight)  # a trained-looking correction, not zero
+    x, y = torch.randn(4, 1), 3 * torch.randn(7, 4, 1) + 2
+    h = ebm.features(x)
+    log_q = ebm.proposal_distribution(h).log_prob(y)
+    torch.testing.assert_close(ebm.log_unnormalized(None, y, h=h, log_q=log_q), ebm.log_unnormalized(None, y, h=h))
+    torch.testing.assert_close(ebm.log_unnormalized(None, y[0], h=h, log_q=log_q[0]), ebm.log_unnormalized(None, y[0], h=h))

@@ -8,7 +8,8 @@ import pytest
 import torch
 
 from ebreg.config import METHODS, ModelConfig, TrainConfig
-from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, effective_sample_fraction, fit, lr_factor
+from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, fit, lr_factor
+from ebreg.inference import effective_sample_fraction
 
 
 NCE_METHODS = ("nce_fixed", "nceplus_fixed", "joint_nce", "mdn_teacher")

@@ -34,7 +34,8 @@ class KnownEBM(nn.Module):
     def features(self, x: Tensor) -> Tensor:
         return x
 
-    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
+    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
+                         log_q: Tensor | None = None) -> Tensor:
         h = x if h is None else h
         if self.quartic:  # f = -y^4 / 4 + x y
             return (-(y**4) / 4 + h * y).squeeze(-1)
@@ -83,7 +84,8 @@ class SpikedEBM(KnownEBM):
         super().__init__()
         self.spike = spike
 
-    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None) -> Tensor:
+    def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
+                         log_q: Tensor | None = None) -> Tensor:
         return super().log_unnormalized(x, y, h) + self.spike * (y.abs() < 1e-6).squeeze(-1)
 
 
