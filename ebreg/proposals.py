@@ -47,18 +47,26 @@ class GaussianMixture(MixtureSameFamily):
     def log_prob(self, value: Tensor) -> Tensor:
         """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``.
 
+        Computed with the samples on the last (contiguous) axis, ``(n, K, D, S)`` for S values
+        per row: reductions over K and broadcasts of the parameters then run along S, two to
+        four times faster on a CPU than over the short trailing K axis of ``(..., n, K, D)``.
         When gradients reach the mixture's parameters (and not ``value``), the backward pass is
-        :class:`MixtureLogProb`'s closed form, which needs fewer passes than autograd's over
-        the ``(..., n, K)`` values.
+        :class:`MixtureLogProb`'s closed form, which needs fewer passes than autograd's.
         """
-        loc, scale = self.loc, self.scale
-        d = loc.shape[-1]
+        loc = self.loc
+        n, d = loc.shape[0], loc.shape[-1]
         # log N(v; mu, s^2) = -((v - mu) c)^2 + log c - log(pi) / 2 per dimension, c = 1 / (s sqrt 2)
-        c = scale.reciprocal() * math.sqrt(0.5)  # (n, K, D)
+        c = self.scale.reciprocal() * math.sqrt(0.5)  # (n, K, D)
         const = torch.log_softmax(self.mixture_distribution.logits, -1) + c.log().sum(-1) - 0.5 * d * math.log(math.pi)
-        if torch.is_grad_enabled() and not value.requires_grad and (const.requires_grad or loc.requires_grad):
-            return MixtureLogProb.apply(value, const, loc, c)
-        return torch.logsumexp(const - _squared_norm(_scaled_offsets(value, loc, c)), -1)
+        lead = value.shape[:-2]
+        v = value.expand(*lead, n, d).reshape(-1, n, d).permute(1, 2, 0)  # (n, D, S)
+        if value.requires_grad:  # plain autograd operations
+            out = torch.logsumexp(_component_scores(v, const, loc, c, inplace=False)[0], 1)
+        elif torch.is_grad_enabled() and (const.requires_grad or loc.requires_grad):
+            out = MixtureLogProb.apply(v, const, loc, c)
+        else:
+            out = _log_sum_exp_components(_component_scores(v.contiguous(), const, loc, c)[0])[0]
+        return out.T.reshape(*lead, n)
 
     @property
     def loc(self) -> Tensor:
@@ -94,19 +102,19 @@ class GaussianMixture(MixtureSameFamily):
         like = {"device": probs.device, "dtype": probs.dtype}
         if common_noise:
             u = (torch.arange(num, **like) + torch.rand(1, generator=generator, **like)) / num  # stratified
-            u = u.unsqueeze(1)  # (num, 1): the same for every row
+            u = u.unsqueeze(0)  # (1, num): the same for every row
             eps = torch.randn(num, 1, d, generator=generator, **like)
         else:
-            u = torch.rand(n, num, generator=generator, **like).T  # (num, n)
+            u = torch.rand(n, num, generator=generator, **like)
             eps = torch.randn(num, n, d, generator=generator, **like)
         # inverse CDF: the component is the number of cumulative weights below u (cheaper than
-        # torch.multinomial or searchsorted for a few components); then one row lookup of
-        # [mean, scale] per sample
-        comp = (u.unsqueeze(-1) > probs.cumsum(-1)[:, : k - 1]).sum(-1)  # (num, n)
-        rows = comp + torch.arange(0, n * k, k, device=probs.device)
-        params = torch.cat([self.loc, self.scale], -1).view(n * k, 2 * d).index_select(0, rows.view(-1))
-        params = params.view(num, n, 2 * d)
-        return torch.addcmul(params[..., :d], params[..., d:], eps).reshape(*sample_shape, n, d)
+        # torch.multinomial or searchsorted for a few components); then one lookup of
+        # [mean, scale] per sample. Samples are laid out (n, D, num), as log_prob wants them.
+        comp = (u.unsqueeze(1) > probs.cumsum(-1)[:, : k - 1].unsqueeze(-1)).sum(1)  # (n, num)
+        table = torch.cat([self.loc, self.scale], -1).transpose(1, 2)  # (n, 2D, K)
+        params = table.gather(2, comp.unsqueeze(1).expand(n, 2 * d, num))  # (n, 2D, num)
+        out = torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0))  # (n, D, num)
+        return out.permute(2, 0, 1).reshape(*sample_shape, n, d)
 
     def cdf(self, value: Tensor) -> Tensor:
         """Mixture CDF for D = 1: ``value`` ``(..., n, 1)`` -> ``(..., n)``."""
@@ -117,48 +125,49 @@ class GaussianMixture(MixtureSameFamily):
         return (comp_cdf * self.mixture_distribution.probs).sum(-1)
 
 
-def _scaled_offsets(value: Tensor, loc: Tensor, c: Tensor) -> Tensor:
-    """``t = (v - mu) c``: ``value`` ``(..., n, D)``, ``loc``, ``c`` ``(n, K, D)`` -> ``(..., n, K, D)``."""
-    return (value.unsqueeze(-2) - loc) * c
-
-
-def _squared_norm(t: Tensor) -> Tensor:
-    """``sum_d t_d^2``: ``(..., K, D)`` -> ``(..., K)``."""
+def _component_scores(v: Tensor, const: Tensor, loc: Tensor, c: Tensor,
+                      inplace: bool = True) -> tuple[Tensor, Tensor]:
+    """Per-component log-terms ``s = const - sum_d t_d^2`` ``(n, K, S)`` and the scaled offsets
+    ``t = (v - mu) c`` ``(n, K, D, S)``, for values ``v`` ``(n, D, S)`` and parameters ``const``
+    ``(n, K)``, ``loc`` and ``c`` ``(n, K, D)``. ``inplace=False`` for autograd through ``v``."""
+    t = v.unsqueeze(1) - loc.unsqueeze(-1)
+    t = t.mul_(c.unsqueeze(-1)) if inplace else t * c.unsqueeze(-1)
     sq = t.square()
-    return sq.squeeze(-1) if sq.shape[-1] == 1 else sq.sum(-1)
+    return const.unsqueeze(-1) - (sq.squeeze(2) if sq.shape[2] == 1 else sq.sum(2)), t
+
+
+def _log_sum_exp_components(s: Tensor) -> tuple[Tensor, Tensor]:
+    """``log sum_k exp s_k`` ``(n, S)`` and the responsibilities ``softmax_k s`` ``(n, K, S)``
+    of fresh log-terms ``s`` ``(n, K, S)`` (overwritten)."""
+    top = s.amax(1, keepdim=True).nan_to_num_(neginf=0.0)  # all -inf: log 0 = -inf, not NaN
+    e = s.sub_(top).exp_()
+    total = e.sum(1, keepdim=True)
+    return total.log().add_(top).squeeze(1), e.div_(total)
 
 
 class MixtureLogProb(torch.autograd.Function):
     """``log sum_k exp(const_k - sum_d ((v_d - mu_kd) c_kd)^2)`` with a closed-form backward.
 
-    Inputs: ``value`` ``(..., n, D)`` (no gradient), ``const`` ``(n, K)``, ``loc`` and ``c``
-    ``(n, K, D)``; output ``(..., n)``. With responsibilities ``r = softmax_k`` and
-    ``t = (v - mu) c``, the gradients summed over the leading dims are ``sum g r`` for const,
+    Inputs: values ``v`` ``(n, D, S)`` (no gradient; any strides), ``const`` ``(n, K)``,
+    ``loc`` and ``c`` ``(n, K, D)``; output ``(n, S)``. With responsibilities ``r = softmax_k``
+    and ``t = (v - mu) c``, the gradients summed over the S values are ``sum g r`` for const,
     ``2 c sum g r t`` for mu and ``-2 / c sum g r t^2`` for c.
     """
 
     @staticmethod
-    def forward(ctx, value: Tensor, const: Tensor, loc: Tensor, c: Tensor) -> Tensor:  # noqa: ANN001
-        t = _scaled_offsets(value, loc, c)  # (..., n, K, D)
-        s = const - _squared_norm(t)
-        top = s.amax(-1, keepdim=True).nan_to_num_(neginf=0.0)  # all -inf: log 0 = -inf, not NaN
-        e = s.sub_(top).exp_()
-        total = e.sum(-1, keepdim=True)
-        ctx.save_for_backward(e.div_(total), t, c)
-        return total.log_().add_(top).squeeze(-1)
+    def forward(ctx, v: Tensor, const: Tensor, loc: Tensor, c: Tensor) -> Tensor:  # noqa: ANN001
+        s, t = _component_scores(v.contiguous(), const, loc, c)
+        out, r = _log_sum_exp_components(s)
+        ctx.save_for_backward(r, t, c)
+        return out
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad: Tensor) -> tuple[None, Tensor, Tensor, Tensor]:  # noqa: ANN001
         r, t, c = ctx.saved_tensors
-        lead = tuple(range(r.dim() - 2))
-
-        def total(a: Tensor) -> Tensor:  # summed over the leading (sample) dims
-            return a.sum(lead) if lead else a
-
-        gr = grad.unsqueeze(-1) * r  # (..., n, K)
-        gt = gr.unsqueeze(-1) * t  # (..., n, K, D)
-        return None, total(gr), 2 * c * total(gt), -2 * total(gt * t) / c
+        gr = r.mul_(grad.unsqueeze(1))  # (n, K, S)
+        gt = gr.unsqueeze(2) * t  # (n, K, D, S)
+        return None, gr.sum(-1), 2 * c * gt.sum(-1), -2 * gt.mul_(t).sum(-1) / c
 
 
 def pool_mixtures(mixtures: Sequence[GaussianMixture]) -> GaussianMixture:
