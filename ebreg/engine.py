@@ -24,6 +24,7 @@ from ._shapes import as_targets, check_finite
 from .allocator import keep_freed_memory
 from .config import FIXED_METHODS, JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
+from .flat_parameters import flatten, unflatten, zero_flat_grad
 from .inference import effective_sample_fraction, log_likelihood
 from .mdn import MixtureDensityNetwork
 from .objectives import joint_mlis, joint_nce, mdn_nll, ml_is, nce, teacher_student
@@ -188,12 +189,19 @@ class EBMTrainer(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
-        opt = torch.optim.Adam(self.parameters(), lr=cfg.lr, fused=True)  # one kernel for all tensors
+        # one kernel, and one tensor: the parameters become views into a flat one until the fit ends
+        opt = torch.optim.Adam(flatten(self.parameters()), lr=cfg.lr, fused=True)
         if cfg.warmup_fraction == 0 and cfg.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
         sched = torch.optim.lr_scheduler.LambdaLR(opt, partial(lr_factor, cfg=cfg, total=total))
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+    def optimizer_zero_grad(self, epoch: int, batch_idx: int, optimizer: torch.optim.Optimizer) -> None:
+        zero_flat_grad(optimizer)
+
+    def teardown(self, stage: str) -> None:
+        unflatten(self.parameters())  # own storage again (model files refuse shared memory)
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,  # noqa: ANN001
                                     gradient_clip_algorithm=None) -> None:
@@ -409,7 +417,10 @@ def fit(
         options.update(trainer_kwargs)
         trainer = L.Trainer(**options)
         start = time.perf_counter()
-        trainer.fit(module, train_loader, val, ckpt_path=ckpt_path, weights_only=False)
+        try:
+            trainer.fit(module, train_loader, val, ckpt_path=ckpt_path, weights_only=False)
+        finally:  # also after an error, which skips Lightning's teardown hook
+            unflatten(module.parameters())
         seconds = time.perf_counter() - start
     module.eval()
     if keep is None:

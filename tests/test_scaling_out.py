@@ -32,6 +32,9 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path: Path) -> None:
     assert abs(ddp["val_nll"] - single["val_nll"]) < 0.1, (ddp, single)
     # the returned model is the best epoch's, as in one process
     assert abs(ddp["val_nll"] - ddp["best_val_nll"]) < 1e-3
+    # gradients were synchronised: both processes end with the same weights, bit for bit
+    other = json.loads((tmp_path / "ddp.rank1.json").read_text())
+    assert other["weights_sha256"] == ddp["weights_sha256"] and other["global_step"] == ddp["global_step"]
 
 
 @pytest.mark.slow

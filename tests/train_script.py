@@ -3,12 +3,14 @@
     python tests/train_script.py OUT.json [--checkpoint DIR] [--ddp] [--batch B] [--epochs E]
 
 Trains joint_nce on toy-1 data with early-stopping bookkeeping and writes the validation
-NLL of the returned model, its step at the start (from a checkpoint) and at the end to OUT.json.
+NLL of the returned model, its step at the start (from a checkpoint) and at the end, and a digest
+of its weights to OUT.json (with --ddp, the second process writes its own to OUT.rank1.json).
 """
 
 from __future__ import annotations
 
 import argparse
+import hashlib
 import json
 import sys
 from pathlib import Path
@@ -43,9 +45,13 @@ def main() -> None:
     module = result.module
     with torch.no_grad():
         nll = float(module.validation_nll(t[2], t[3]).mean())
-    Path(args.out).write_text(json.dumps({"val_nll": nll, "best_val_nll": result.best_val_nll,
-                                          "best_epoch": result.best_epoch, "global_step": module.global_step,
-                                          "start_step": start_step}))
+    weights = torch.cat([p.detach().reshape(-1) for p in module.parameters()]).numpy().tobytes()
+    out = Path(args.out)
+    if module.global_rank:
+        out = out.with_suffix(f".rank{module.global_rank}.json")
+    out.write_text(json.dumps({"val_nll": nll, "best_val_nll": result.best_val_nll,
+                               "best_epoch": result.best_epoch, "global_step": module.global_step,
+                               "start_step": start_step, "weights_sha256": hashlib.sha256(weights).hexdigest()}))
 
 
 if __name__ == "__main__":
