@@ -10,7 +10,8 @@ Measures, in one process (so every figure is a ratio to the same machine state):
   widths 10, batch 32, M = 1024, joint_nce) and a tabular one (power-plant sized: 8611
   rows, 4 inputs, widths 128/64, batch 32, M = 1024), ``--repeats`` runs each; for the toy
   configuration also with the plain row-major energy head, with one (unbatched) product per
-  layer, and (in a subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings;
+  layer, with Adam over every parameter tensor instead of one flat tensor, and (in a
+  subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings;
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
   every candidate) divided by the matmul rate, and each epoch time as a multiple of it
   (median and worst over the runs);
@@ -81,6 +82,19 @@ def one_product_per_layer() -> Iterator[None]:
         yield
     finally:
         EnergyHead.chunks = chunks
+
+
+@contextmanager
+def unflattened_parameters() -> Iterator[None]:
+    """Adam over every parameter tensor instead of one flat tensor."""
+    import ebreg.engine
+
+    flatten = ebreg.engine.flatten
+    ebreg.engine.flatten = list
+    try:
+        yield
+    finally:
+        ebreg.engine.flatten = flatten
 
 
 def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:  # noqa: ANN001
@@ -219,6 +233,7 @@ def main() -> int:
     variants = {"default": in_process(toy, x, y, args.epochs),
                 "row-major head": in_process(toy, x, y, args.epochs, plain_head),
                 "one product per layer": in_process(toy, x, y, args.epochs, one_product_per_layer),
+                "Adam over each parameter tensor": in_process(toy, x, y, args.epochs, unflattened_parameters),
                 "glibc's default malloc": default_malloc(args.threads, args.epochs)}
     rows = [training_row("toy 1, reference (widths 10)", toy, x, y, args.repeats, variants)]
     gen = torch.Generator().manual_seed(0)

@@ -27,7 +27,7 @@ from .ebm import ConditionalEBM
 from .flat_parameters import flatten, unflatten, zero_flat_grad
 from .inference import effective_sample_fraction, log_likelihood
 from .mdn import MixtureDensityNetwork
-from .objectives import joint_mlis, joint_nce, mdn_nll, ml_is, nce, teacher_student
+from .objectives import JointNCE, joint_mlis, mdn_nll, ml_is, nce, teacher_student
 from .proposals import FixedGaussianMixture, GaussianMixture
 
 __all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult", "KeepBestWeights"]
@@ -110,7 +110,8 @@ class EBMTrainer(L.LightningModule):
             if cfg.method == "joint_mlis":
                 terms = {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
             else:
-                ebm_loss, kl = joint_nce(f_data, log_q_data, f_samples, log_q_samples)
+                # joint_nce's two losses in one pass: the step backpropagates through their sum once
+                ebm_loss, kl = JointNCE.apply(f_data, log_q_data, f_samples, log_q_samples)
                 terms = {"nce": ebm_loss}
                 if cfg.proposal_kl_weight:
                     terms["proposal_kl"] = kl if cfg.proposal_kl_weight == 1 else cfg.proposal_kl_weight * kl

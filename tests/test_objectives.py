@@ -109,3 +109,31 @@ def test_result_1_gradient_matches_closed_form_kl_gradient() -> None:
     sig2 = 1.5**2
     assert d_mu.item() == pytest.approx(-(a - 0.0) / sig2, rel=0.03)
     assert d_log_sigma.item() == pytest.approx(1 - (s**2 + a**2) / sig2, rel=0.03)
+
+
+@pytest.mark.parametrize("spread", [1.0, 300.0])
+def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float) -> None:
+    # JointNCE computes both losses from one exponentiation; spread 300 puts log-weights far
+    # beyond exp's range, where only a max-shifted computation stays finite
+    t = {k: (v * spread).detach().requires_grad_() for k, v in _inputs(2).items()}
+    w1, w2 = torch.randn(N, dtype=torch.float64), torch.randn(N, dtype=torch.float64)
+    ebm, kl = obj.JointNCE.apply(*t.values())
+    plain_ebm, plain_kl = obj.joint_nce(**t)
+    assert torch.allclose(ebm, plain_ebm, rtol=1e-12) and torch.allclose(kl, plain_kl, rtol=1e-12)
+    names = list(t)
+    fused = torch.autograd.grad((w1 * ebm + w2 * kl).sum(), [t[k] for k in names], allow_unused=True)
+    plain = torch.autograd.grad((w1 * plain_ebm + w2 * plain_kl).sum(), [t[k] for k in names], allow_unused=True)
+    for name, a, b in zip(names, fused, plain):
+        if name == "log_q_data":
+            assert a is None and b is None
+        else:
+            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
+
+
+def test_fused_joint_nce_sends_no_gradient_through_an_unused_loss() -> None:
+    t = _inputs(3)
+    ebm, kl = obj.JointNCE.apply(*t.values())
+    gs = dict(zip(t, torch.autograd.grad(kl.sum(), list(t.values()), allow_unused=True)))
+    # not even zeros for the scores: the EBM's parameters get no gradient from the KL term
+    assert gs["f_data"] is None and gs["f_samples"] is None and gs["log_q_data"] is None
+    assert gs["log_q_samples"].abs().sum() > 0
