@@ -212,5 +212,5 @@ class ConditionalEBM(nn.Module):
         """The learned proposal ``q(y | x)``, in original units, from features ``h`` ``(n, H)``."""
         if self.proposal is None:
             raise RuntimeError("this model has no learned proposal (it was trained with a fixed one)")
-        q = self.proposal(h.detach() if self.detach_proposal_features else h)
-        return self.y_scaling.inverse_mixture(q)
+        params = self.proposal.mixture_parameters(h.detach() if self.detach_proposal_features else h)
+        return self.y_scaling.inverse_mixture(*params)

@@ -91,14 +91,17 @@ class EBMTrainer(L.LightningModule):
         if cfg.method == "mdn":
             return {"nll": mdn_nll(q.log_prob(y))}, None
         ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
-        log_q_samples = q.log_prob(ys)
-        if cfg.method == "nceplus_fixed":
+        if cfg.method == "nceplus_fixed":  # a perturbed target, with the perturbation's density
             y0, log_q_data = self.fixed.perturb(y, cfg.nce_plus_beta, self._generator)
+            candidates = torch.cat([y0.unsqueeze(0), ys])
+            log_q = torch.cat([log_q_data.unsqueeze(0), q.log_prob(ys)])
         else:
-            y0, log_q_data = y, q.log_prob(y)
+            candidates = torch.cat([y.unsqueeze(0), ys])  # (M + 1, n, D): the target first
+            log_q = q.log_prob(candidates)  # one evaluation for the target and the samples
+            log_q_data = log_q[0]
+        log_q_samples = log_q[1:]
         # a residual EBM adds the proposal's log-density of its candidates: hand it the ones just computed
-        log_q = torch.cat([log_q_data.unsqueeze(0), log_q_samples]) if self.ebm.residual_energy else None
-        scores = self.ebm.log_unnormalized(None, torch.cat([y0.unsqueeze(0), ys]), h=h, log_q=log_q)
+        scores = self.ebm.log_unnormalized(None, candidates, h=h, log_q=log_q if self.ebm.residual_energy else None)
         f_data, f_samples = scores[0], scores[1:]
         with torch.no_grad():
             ess = effective_sample_fraction(f_samples - log_q_samples)

@@ -38,4 +38,5 @@ class MixtureDensityNetwork(nn.Module):
 
     def forward(self, x: Tensor) -> GaussianMixture:
         """``x``: ``(n, *input_shape)`` -> mixture with batch ``(n,)``, event ``(D,)``."""
-        return self.y_scaling.inverse_mixture(self.head(self.feature_net(self.x_scaling(x))))
+        h = self.feature_net(self.x_scaling(x))
+        return self.y_scaling.inverse_mixture(*self.head.mixture_parameters(h))

@@ -263,8 +263,13 @@ class MDNHead(nn.Module):
 
     def forward(self, h: Tensor) -> GaussianMixture:
         """``h``: ``(n, H)`` -> mixture with batch ``(n,)``, event ``(D,)``."""
+        return GaussianMixture(*self.mixture_parameters(h))
+
+    def mixture_parameters(self, h: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """``h``: ``(n, H)`` -> the mixture's logits ``(n, K)``, means and standard deviations
+        ``(n, K, D)`` (for callers that transform them before building the mixture)."""
         n, k, d = h.shape[0], self.components, self.target_dim
         # float32 even under bf16 autocast: densities and log-sum-exps stay in full precision
         loc = full_precision(self.mean(h)).view(n, k, d)
         log_scale = soft_clamp(0.5 * full_precision(self.log_var(h)), *self.log_scale_bounds).view(n, k, d)
-        return GaussianMixture(full_precision(self.logits(h)), loc, log_scale.exp())
+        return full_precision(self.logits(h)), loc, log_scale.exp()

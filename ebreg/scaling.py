@@ -40,7 +40,8 @@ class AffineScaling(nn.Module):
         """``log |d z / d v|`` = ``-sum log scale`` (a scalar)."""
         return -self.scale.log().sum()
 
-    def inverse_mixture(self, q: GaussianMixture) -> GaussianMixture:
-        """The mixture of ``v = loc + scale * z`` for ``z ~ q``: exact, again a mixture."""
-        return GaussianMixture(q.mixture_distribution.logits, self.loc + self.scale * q.loc,
-                               self.scale * q.scale)
+    def inverse_mixture(self, logits: Tensor, loc: Tensor, scale: Tensor) -> GaussianMixture:
+        """The mixture of ``v = loc + scale * z`` for ``z`` from the mixture with these
+        parameters (logits ``(n, K)``, means and standard deviations ``(n, K, D)``): exact,
+        again a mixture, built once."""
+        return GaussianMixture(logits, self.loc + self.scale * loc, self.scale * scale)
