@@ -10,16 +10,12 @@ from torch import Tensor, nn
 
 from ._shapes import as_candidates
 from .config import ModelConfig
+from .feature_major import FeatureMajorHead, head_layers
 from .nn import ResidualBlock, feature_network, full_precision, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
 
 __all__ = ["EnergyHead", "ConditionalEBM"]
-
-
-def _linear_chunked(layer: nn.Linear, z: Tensor) -> Tensor:
-    """``W z + b`` on each chunk of feature-major activations: ``z`` ``(c, in, L)`` -> ``(c, out, L)``."""
-    return torch.baddbmm(layer.bias.unsqueeze(1), layer.weight.expand(z.shape[0], -1, -1), z)
 
 
 class EnergyHead(nn.Module):
@@ -75,24 +71,26 @@ class EnergyHead(nn.Module):
 
     def forward_feature_major(self, h: Tensor, y: Tensor, chunks: int) -> Tensor:
         """The scores ``(M, n)`` with activations ``(chunks, width, L)``: the M candidates of each
-        x are padded to a multiple of ``chunks`` (repeating the last one) and split along M."""
+        x are padded to a multiple of ``chunks`` (repeating the last one) and split along M.
+        When gradients are needed (outside autocast) the layers run as one autograd node with a
+        hand-written backward (:class:`ebreg.feature_major.FeatureMajorHead`)."""
         m, n, d = y.shape
         padded = -(-m // chunks) * chunks
         if padded != m:
             y = torch.cat([y, y[-1:].expand(padded - m, n, d)])
         per_chunk = padded // chunks
         z = y.reshape(chunks, per_chunk * n, d).transpose(1, 2)  # (c, D, L), L = per_chunk * n
-        # in-place ReLUs only on fresh results that autograd does not keep (and are not views)
-        for layer in self.target_net:
-            z = _linear_chunked(layer, z) if isinstance(layer, nn.Linear) else torch.relu_(z)
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = torch.addmm(self.joint.bias.unsqueeze(1), w_h, h.T)  # (W, n), once per x
-        width = per_x.shape[0]
-        z = (w_u.expand(chunks, -1, -1) @ z).view(chunks, width, per_chunk, n)
-        z = torch.relu_(z + per_x.unsqueeze(1)).view(chunks, width, per_chunk * n)
-        for block in self.blocks:
-            z = torch.relu_(_linear_chunked(block.linear, z)) + z
-        return _linear_chunked(self.out, z).view(padded, n)[:m]
+        linears = [layer for layer in self.target_net if isinstance(layer, nn.Linear)]
+        params = [t for layer in linears for t in (layer.weight, layer.bias)] + [w_u]
+        params += [t for block in self.blocks for t in (block.linear.weight, block.linear.bias)]
+        params += [self.out.weight, self.out.bias]
+        if torch.is_grad_enabled() and not torch.is_autocast_enabled(h.device.type):
+            scores = FeatureMajorHead.apply(z, per_x, len(linears), len(self.blocks), *params)
+        else:
+            scores = head_layers(z, per_x, len(linears), len(self.blocks), params)
+        return scores.view(padded, n)[:m]
 
     def forward_reference(self, h: Tensor, y: Tensor) -> Tensor:
         """The same scores in the plain row-major layout (for tests and the speed benchmark)."""

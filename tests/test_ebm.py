@@ -98,6 +98,9 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
     fast, plain = head.forward_feature_major(h, y, chunks), head.forward_reference(h, y)
     assert fast.shape == (33, 5)
     assert torch.allclose(fast, plain, atol=1e-5)
+    assert "FeatureMajorHeadBackward" in type(fast.grad_fn.next_functions[0][0].next_functions[0][0]).__name__
+    with torch.no_grad():  # without gradients: the same layers, nothing kept for a backward
+        assert torch.equal(head.forward_feature_major(h, y, chunks), fast.detach())
     g_fast = torch.autograd.grad(fast.square().sum(), [h, *head.parameters()])
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
     for a, b in zip(g_fast, g_plain):
