@@ -7,9 +7,9 @@ computed once per x), residual blocks ``z + ReLU(W z + b)`` and the output Linea
 
 :class:`FeatureMajorHead` runs them as one autograd node whose backward accumulates the
 residual gradients in place (``baddbmm_``), masks gradients by the ReLUs in place and forms
-the output layer's rank-one gradient by broadcasting: about 8 % faster than autograd's
-node-per-operation backward on the toy head (1.53 -> 1.40 ms forward + backward at
-M = 1025, n = 32, 2 threads), with the same values.
+the output layer's rank-one gradient by broadcasting, with the values of autograd's
+node-per-operation backward (``tests/test_ebm.py``); ``benchmarks/results/speed.md`` times
+the toy model with autograd's backward instead.
 """
 
 from __future__ import annotations

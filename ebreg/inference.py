@@ -38,8 +38,8 @@ __all__ = [
 Models = Union[ConditionalEBM, Sequence[ConditionalEBM]]
 
 #: Candidates (rows x samples) evaluated at once by the chunked functions: small enough that
-#: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh
-#: (2**20 was 2.2x slower on 2 CPU cores, benchmarks/results/speed.md)
+#: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh, and
+#: that memory stays bounded however many rows are predicted
 DEFAULT_MAX_CANDIDATES = 2**18
 
 

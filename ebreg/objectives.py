@@ -93,7 +93,7 @@ def joint_nce(
 class JointNCE(torch.autograd.Function):
     """:func:`joint_nce`'s two losses from one set of log-weights ``d = f - log q``: the
     training engine's fast path (``JointNCE.apply(f_data, log_q_data, f_samples,
-    log_q_samples)``), about half the time of the two log-sum-exps and their gradients.
+    log_q_samples)``): one exponentiation instead of two log-sum-exps and their backward passes.
 
     Both are log-sum-exps of the samples' ``d`` (NCE adds the observed target's ``d_0``), so
     one exponentiation serves both: with ``e_m = exp(d_m - max d)``, ``s = sum e`` and

@@ -48,8 +48,8 @@ class GaussianMixture(MixtureSameFamily):
         """``value``: ``(..., n, D)`` -> log-densities ``(..., n)``.
 
         Computed with the samples on the last (contiguous) axis, ``(n, K, D, S)`` for S values
-        per row: reductions over K and broadcasts of the parameters then run along S, two to
-        four times faster on a CPU than over the short trailing K axis of ``(..., n, K, D)``.
+        per row: reductions over K and broadcasts of the parameters then run along S, which a
+        CPU does much faster than reductions over a short trailing K axis of ``(..., n, K, D)``.
         When gradients reach the mixture's parameters (and not ``value``), the backward pass is
         :class:`MixtureLogProb`'s closed form, which needs fewer passes than autograd's.
         """
