@@ -3,9 +3,9 @@ prediction chunk reuse pages instead of mapping fresh ones from the operating sy
 
 glibc's malloc serves blocks above a (dynamic) threshold with ``mmap`` and returns freed heap
 memory above another to the system. A training step of the reference toy model frees and
-reallocates about twenty tensors of 1.3 MB; with glibc's defaults each step faults in
-about a thousand fresh pages (``tests/test_allocator.py`` counts them; kept, under a
-hundred). :func:`keep_freed_memory` raises both thresholds once per
+reallocates tensors of a megabyte or more; with glibc's defaults each step at batch 64
+faults in about a thousand fresh pages (``tests/test_allocator.py`` counts them; kept, under
+a hundred). :func:`keep_freed_memory` raises both thresholds once per
 process (``mallopt``); peak memory is unchanged (the same tensors are alive), memory freed at
 the end stays with the process for its next use. Nothing happens on other C libraries, or
 when the environment sets ``EBREG_KEEP_MALLOC=0``.
