@@ -65,7 +65,7 @@ class GaussianMixture(MixtureSameFamily):
         elif torch.is_grad_enabled() and (const.requires_grad or loc.requires_grad):
             out = MixtureLogProb.apply(v, const, loc, c)
         else:
-            out = _log_sum_exp_components(_component_scores(v.contiguous(), const, loc, c)[0])[0]
+            out = _log_sum_exp_components(_component_scores(v.contiguous(), const, loc, c)[0], False)[0]
         return out.T.reshape(*lead, n)
 
     @property
@@ -136,13 +136,13 @@ def _component_scores(v: Tensor, const: Tensor, loc: Tensor, c: Tensor,
     return const.unsqueeze(-1) - (sq.squeeze(2) if sq.shape[2] == 1 else sq.sum(2)), t
 
 
-def _log_sum_exp_components(s: Tensor) -> tuple[Tensor, Tensor]:
-    """``log sum_k exp s_k`` ``(n, S)`` and the responsibilities ``softmax_k s`` ``(n, K, S)``
-    of fresh log-terms ``s`` ``(n, K, S)`` (overwritten)."""
+def _log_sum_exp_components(s: Tensor, responsibilities: bool = True) -> tuple[Tensor, Tensor | None]:
+    """``log sum_k exp s_k`` ``(n, S)`` and (unless told not to) the responsibilities
+    ``softmax_k s`` ``(n, K, S)`` of fresh log-terms ``s`` ``(n, K, S)`` (overwritten)."""
     top = s.amax(1, keepdim=True).nan_to_num_(neginf=0.0)  # all -inf: log 0 = -inf, not NaN
     e = s.sub_(top).exp_()
     total = e.sum(1, keepdim=True)
-    return total.log().add_(top).squeeze(1), e.div_(total)
+    return total.log().add_(top).squeeze(1), e.div_(total) if responsibilities else None
 
 
 class MixtureLogProb(torch.autograd.Function):
