@@ -31,9 +31,11 @@ import statistics
 import subprocess
 import sys
 import time
-from contextlib import contextmanager, nullcontext
+from contextlib import nullcontext
 from pathlib import Path
-from typing import Any, Callable, ContextManager, Iterator
+from types import SimpleNamespace
+from typing import Any, Callable, ContextManager
+from unittest.mock import patch
 
 import torch
 
@@ -59,66 +61,27 @@ def head_flops_per_candidate(model_cfg) -> int:  # noqa: ANN001
     return 2 * macs
 
 
-@contextmanager
-def plain_head() -> Iterator[None]:
-    """Swap in the row-major energy head for a side-by-side measurement."""
-    from ebreg.ebm import EnergyHead
+def _autograd_head(z: torch.Tensor, per_x: torch.Tensor, hidden: int, blocks: int,
+                   *params: torch.Tensor) -> torch.Tensor:
+    """FeatureMajorHead's layers, recorded by autograd one operation at a time."""
+    from ebreg.feature_major import head_layers
 
-    limit = EnergyHead.FEATURE_MAJOR_MAX_WIDTH
-    EnergyHead.FEATURE_MAJOR_MAX_WIDTH = 0
-    try:
-        yield
-    finally:
-        EnergyHead.FEATURE_MAJOR_MAX_WIDTH = limit
+    return head_layers(z, per_x, hidden, blocks, params)
 
 
-@contextmanager
-def one_product_per_layer() -> Iterator[None]:
-    """Feature-major head without the batched products (one ``W @ Z`` per layer)."""
-    from ebreg.ebm import EnergyHead
-
-    chunks = EnergyHead.__dict__["chunks"]
-    EnergyHead.chunks = classmethod(lambda cls, h: 1)
-    try:
-        yield
-    finally:
-        EnergyHead.chunks = chunks
-
-
-class _NodePerOperation:
-    """Stands in for FeatureMajorHead: the same layers, recorded by autograd one operation at a time."""
-
-    @staticmethod
-    def apply(z: torch.Tensor, per_x: torch.Tensor, hidden: int, blocks: int, *params: torch.Tensor) -> torch.Tensor:
-        from ebreg.feature_major import head_layers
-
-        return head_layers(z, per_x, hidden, blocks, params)
-
-
-@contextmanager
-def autograd_head() -> Iterator[None]:
-    """The feature-major head without its hand-written backward."""
+def without_one_optimisation() -> dict[str, Callable[[], ContextManager[Any]]]:
+    """The toy variants: each a patch that turns one optimisation off while it is entered."""
     import ebreg.ebm
-
-    node = ebreg.ebm.FeatureMajorHead
-    ebreg.ebm.FeatureMajorHead = _NodePerOperation
-    try:
-        yield
-    finally:
-        ebreg.ebm.FeatureMajorHead = node
-
-
-@contextmanager
-def unflattened_parameters() -> Iterator[None]:
-    """Adam over every parameter tensor instead of one flat tensor."""
     import ebreg.engine
+    from ebreg.ebm import EnergyHead
 
-    flatten = ebreg.engine.flatten
-    ebreg.engine.flatten = list
-    try:
-        yield
-    finally:
-        ebreg.engine.flatten = flatten
+    return {
+        "row-major head": lambda: patch.object(EnergyHead, "FEATURE_MAJOR_MAX_WIDTH", 0),
+        "one product per layer": lambda: patch.object(EnergyHead, "chunks", classmethod(lambda cls, h: 1)),
+        "head backward by autograd": lambda: patch.object(ebreg.ebm, "FeatureMajorHead",
+                                                          SimpleNamespace(apply=_autograd_head)),
+        "Adam over each parameter tensor": lambda: patch.object(ebreg.engine, "flatten", list),
+    }
 
 
 def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:  # noqa: ANN001
@@ -274,10 +237,7 @@ def main() -> int:
     x, y = toy_data()
     toy = ModelConfig()
     variants = {"default": in_process(toy, x, y, args.epochs),
-                "row-major head": in_process(toy, x, y, args.epochs, plain_head),
-                "one product per layer": in_process(toy, x, y, args.epochs, one_product_per_layer),
-                "head backward by autograd": in_process(toy, x, y, args.epochs, autograd_head),
-                "Adam over each parameter tensor": in_process(toy, x, y, args.epochs, unflattened_parameters),
+                **{name: in_process(toy, x, y, args.epochs, off) for name, off in without_one_optimisation().items()},
                 "glibc's default malloc": default_malloc(args.threads, args.epochs)}
     rows = [training_row("toy 1, reference (widths 10)", toy, x, y, args.repeats, variants)]
     gen = torch.Generator().manual_seed(0)

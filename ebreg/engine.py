@@ -423,8 +423,9 @@ def fit(
         start = time.perf_counter()
         try:
             trainer.fit(module, train_loader, val, ckpt_path=ckpt_path, weights_only=False)
-        finally:  # also after an error, which skips Lightning's teardown hook
+        except BaseException:  # Lightning skips the teardown hook that unflattens the parameters
             unflatten(module.parameters())
+            raise
         seconds = time.perf_counter() - start
     module.eval()
     if keep is None:
