@@ -103,8 +103,12 @@ class EBMTrainer(L.LightningModule):
         # a residual EBM adds the proposal's log-density of its candidates: hand it the ones just computed
         scores = self.ebm.log_unnormalized(None, candidates, h=h, log_q=log_q if self.ebm.residual_energy else None)
         f_data, f_samples = scores[0], scores[1:]
-        with torch.no_grad():
-            ess = effective_sample_fraction(f_samples - log_q_samples)
+        if cfg.method == "joint_nce":
+            # its two losses and the ESS in one pass: the step backpropagates through their sum once
+            ebm_loss, kl, ess = JointNCE.apply(f_data, log_q_data, f_samples, log_q_samples)
+        else:
+            with torch.no_grad():
+                ess = effective_sample_fraction(f_samples - log_q_samples)
         if cfg.method == "mlis_fixed":
             return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}, ess
         if cfg.method in ("nce_fixed", "nceplus_fixed"):
@@ -113,8 +117,6 @@ class EBMTrainer(L.LightningModule):
             if cfg.method == "joint_mlis":
                 terms = {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
             else:
-                # joint_nce's two losses in one pass: the step backpropagates through their sum once
-                ebm_loss, kl = JointNCE.apply(f_data, log_q_data, f_samples, log_q_samples)
                 terms = {"nce": ebm_loss}
                 if cfg.proposal_kl_weight:
                     terms["proposal_kl"] = kl if cfg.proposal_kl_weight == 1 else cfg.proposal_kl_weight * kl

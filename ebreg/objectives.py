@@ -100,13 +100,17 @@ class JointNCE(torch.autograd.Function):
     ``L = log(exp(d_0) + sum exp d_m)``, the gradients are ``e exp(max d - L)`` for
     ``f_samples``, ``exp(d_0 - L) - 1`` for ``f_data`` (NCE) and ``-e / s`` for
     ``log_q_samples`` (KL); none for ``log_q_data``. The two outputs share one graph node:
-    backpropagate through them (or either) once, or pass ``retain_graph=True``.
+    backpropagate through them (or either) once, or pass ``retain_graph=True``. A third
+    output, without gradient, is the samples' effective sample size as a fraction of M
+    (:func:`ebreg.inference.effective_sample_fraction` of ``d``), ``s^2 / (M sum e^2)``: the
+    training engine's diagnostic, at the cost of one more pass.
     """
 
     @staticmethod
     def forward(ctx, f_data: Tensor, log_q_data: Tensor, f_samples: Tensor,  # noqa: ANN001
-                log_q_samples: Tensor) -> tuple[Tensor, Tensor]:
+                log_q_samples: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         ctx.set_materialize_grads(False)  # an unused output sends no gradient to its network
+        m = f_samples.shape[0]
         d = f_samples - log_q_samples  # (M, n)
         top = d.amax(0)
         e = d.sub_(top).exp_()
@@ -114,12 +118,14 @@ class JointNCE(torch.autograd.Function):
         log_s = total_s.log().add_(top)  # log sum_m exp d_m
         d0 = f_data - log_q_data
         log_all = torch.logaddexp(log_s, d0)
+        ess_fraction = total_s.square().div_(torch.linalg.vecdot(e, e, dim=0).mul_(m))
+        ctx.mark_non_differentiable(ess_fraction)
         ctx.save_for_backward(e, total_s, top, log_all, d0)
-        return log_all - d0, log_s - math.log(f_samples.shape[0])
+        return log_all - d0, log_s - math.log(m), ess_fraction
 
     @staticmethod
     @torch.autograd.function.once_differentiable
-    def backward(ctx, g_nce: Tensor | None, g_kl: Tensor | None  # noqa: ANN001
+    def backward(ctx, g_nce: Tensor | None, g_kl: Tensor | None, _: None  # noqa: ANN001
                  ) -> tuple[Tensor | None, None, Tensor | None, Tensor | None]:
         e, total_s, top, log_all, d0 = ctx.saved_tensors
         g_data = g_samples = g_log_q = None

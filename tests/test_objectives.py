@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ebreg import objectives as obj
+from ebreg.inference import effective_sample_fraction
 
 M, N = 6, 4
 
@@ -117,9 +118,11 @@ def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float) -
     # beyond exp's range, where only a max-shifted computation stays finite
     t = {k: (v * spread).detach().requires_grad_() for k, v in _inputs(2).items()}
     w1, w2 = torch.randn(N, dtype=torch.float64), torch.randn(N, dtype=torch.float64)
-    ebm, kl = obj.JointNCE.apply(*t.values())
+    ebm, kl, ess = obj.JointNCE.apply(*t.values())
     plain_ebm, plain_kl = obj.joint_nce(**t)
     assert torch.allclose(ebm, plain_ebm, rtol=1e-12) and torch.allclose(kl, plain_kl, rtol=1e-12)
+    plain_ess = effective_sample_fraction(t["f_samples"].detach() - t["log_q_samples"].detach())
+    assert torch.allclose(ess, plain_ess, rtol=1e-12) and not ess.requires_grad
     names = list(t)
     fused = torch.autograd.grad((w1 * ebm + w2 * kl).sum(), [t[k] for k in names], allow_unused=True)
     plain = torch.autograd.grad((w1 * plain_ebm + w2 * plain_kl).sum(), [t[k] for k in names], allow_unused=True)
@@ -132,7 +135,7 @@ def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float) -
 
 def test_fused_joint_nce_sends_no_gradient_through_an_unused_loss() -> None:
     t = _inputs(3)
-    ebm, kl = obj.JointNCE.apply(*t.values())
+    ebm, kl, _ = obj.JointNCE.apply(*t.values())
     gs = dict(zip(t, torch.autograd.grad(kl.sum(), list(t.values()), allow_unused=True)))
     # not even zeros for the scores: the EBM's parameters get no gradient from the KL term
     assert gs["f_data"] is None and gs["f_samples"] is None and gs["log_q_data"] is None
