@@ -145,7 +145,7 @@ class EBMTrainer(L.LightningModule):
         per_example, ess = self._losses_and_ess(*batch)
         terms = {k: v.mean() for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
-        if not bool(torch.isfinite(loss)):
+        if not math.isfinite(loss.item()):
             detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
             raise NonFiniteLossError(
                 f"non-finite training loss at step {self.global_step} "

@@ -55,9 +55,10 @@ def zero_flat_grad(optimizer: torch.optim.Optimizer) -> None:
     """``optimizer.zero_grad()`` for flattened parameters: gradients are zeroed in place, not set
     to None, and every member's gradient is (again) its view of the flat one, so that backward
     accumulates into it."""
-    optimizer.zero_grad(set_to_none=False)
-    for group in optimizer.param_groups:
+    for group in optimizer.param_groups:  # torch's zero_grad costs twice this loop here
         for p in group["params"]:
+            if p.grad is not None:
+                p.grad.zero_()
             if hasattr(p, "members"):
                 _attach_grads(p)
 
