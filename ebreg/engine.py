@@ -90,14 +90,15 @@ class EBMTrainer(L.LightningModule):
         q = self._proposal(x, y, h)
         if cfg.method == "mdn":
             return {"nll": mdn_nll(q.log_prob(y))}, None
-        ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
         if cfg.method == "nceplus_fixed":  # a perturbed target, with the perturbation's density
+            ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
             y0, log_q_data = self.fixed.perturb(y, cfg.nce_plus_beta, self._generator)
             candidates = torch.cat([y0.unsqueeze(0), ys])
             log_q = torch.cat([log_q_data.unsqueeze(0), q.log_prob(ys)])
         else:
-            candidates = torch.cat([y.unsqueeze(0), ys])  # (M + 1, n, D): the target first
-            log_q = q.log_prob(candidates)  # one evaluation for the target and the samples
+            # (M + 1, n, D): the target first, then M samples; one density evaluation for all
+            candidates = q.sample((cfg.num_samples,), generator=self._generator, prepend=y)
+            log_q = q.log_prob(candidates)
             log_q_data = log_q[0]
         log_q_samples = log_q[1:]
         # a residual EBM adds the proposal's log-density of its candidates: hand it the ones just computed

@@ -83,6 +83,7 @@ class GaussianMixture(MixtureSameFamily):
         sample_shape: torch.Size | Sequence[int] = torch.Size(),
         generator: torch.Generator | None = None,
         common_noise: bool = False,
+        prepend: Tensor | None = None,
     ) -> Tensor:
         """Draw ``(*sample_shape, n, D)`` samples (no gradient).
 
@@ -90,11 +91,16 @@ class GaussianMixture(MixtureSameFamily):
         to pick components and the same standard normals: each row's samples still follow
         its own mixture, and a row's samples no longer depend on which other rows are drawn
         with it (predictions become invariant to batching and row order).
+
+        ``prepend``: values ``(n, D)`` put before the samples, for a one-dimensional
+        ``sample_shape`` ``(M,)``: the result is then ``(1 + M, n, D)``, as ``torch.cat`` of
+        the two would be, in the memory layout :meth:`log_prob` reads without a copy.
         """
         with torch.no_grad():
-            return self._sample(torch.Size(sample_shape), generator, common_noise)
+            return self._sample(torch.Size(sample_shape), generator, common_noise, prepend)
 
-    def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None, common_noise: bool) -> Tensor:
+    def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None, common_noise: bool,
+                prepend: Tensor | None = None) -> Tensor:
         num = math.prod(sample_shape)
         probs = self.mixture_distribution.probs  # (n, K)
         n, k = probs.shape
@@ -113,8 +119,16 @@ class GaussianMixture(MixtureSameFamily):
         comp = (u.unsqueeze(1) > probs.cumsum(-1)[:, : k - 1].unsqueeze(-1)).sum(1)  # (n, num)
         table = torch.cat([self.loc, self.scale], -1).transpose(1, 2)  # (n, 2D, K)
         params = table.gather(2, comp.unsqueeze(1).expand(n, 2 * d, num))  # (n, 2D, num)
-        out = torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0))  # (n, D, num)
-        return out.permute(2, 0, 1).reshape(*sample_shape, n, d)
+        if prepend is None:
+            out = torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0))  # (n, D, num)
+            return out.permute(2, 0, 1).reshape(*sample_shape, n, d)
+        if len(sample_shape) != 1 or prepend.shape != (n, d):
+            raise ValueError(f"prepend needs sample_shape (M,) and values of shape {(n, d)}, got "
+                             f"{tuple(sample_shape)} and {tuple(prepend.shape)}")
+        out = torch.empty(n, d, 1 + num, **like)
+        out[:, :, 0] = prepend
+        torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0), out=out[:, :, 1:])
+        return out.permute(2, 0, 1)
 
     def cdf(self, value: Tensor) -> Tensor:
         """Mixture CDF for D = 1: ``value`` ``(..., n, 1)`` -> ``(..., n)``."""

@@ -83,6 +83,21 @@ def test_sampler_is_reproducible_with_a_generator() -> None:
     assert torch.equal(a, b) and not a.requires_grad
 
 
+@pytest.mark.parametrize("d", [1, 3])
+def test_prepended_values_come_first_in_a_layout_log_prob_reads_as_is(d: int) -> None:
+    q = _random_mixture(4, 3, d)
+    y = torch.randn(4, d, dtype=torch.float64)
+    both = q.sample((16,), generator=torch.Generator().manual_seed(5), prepend=y)
+    plain = q.sample((16,), generator=torch.Generator().manual_seed(5))
+    assert torch.equal(both, torch.cat([y.unsqueeze(0), plain]))
+    assert both.permute(1, 2, 0).is_contiguous()  # log_prob's (n, D, S) layout
+    assert torch.equal(q.log_prob(both), q.log_prob(both.contiguous()))
+    with pytest.raises(ValueError, match="prepend needs"):
+        q.sample((2, 8), prepend=y)
+    with pytest.raises(ValueError, match="prepend needs"):
+        q.sample((8,), prepend=y[:3])
+
+
 def test_common_noise_draws_do_not_depend_on_the_other_rows() -> None:
     q = _random_mixture(5, 3, 2, seed=4)
     sub = GaussianMixture(q.mixture_distribution.logits[[3, 1]], q.loc[[3, 1]], q.scale[[3, 1]])
