@@ -18,7 +18,9 @@ Measures, in one process (so every figure is a ratio to the same machine state):
   (median and worst over the runs);
 * prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024, and the peak memory
   of the SNIS mean for 10^6 rows (in a subprocess).
-Writes ``OUT/speed.json`` and ``OUT/speed.md``.
+Writes ``OUT/speed.json`` and ``OUT/speed.md``, and appends this invocation's toy runs to
+``OUT/speed_history.json`` (with the git tree of ``ebreg/``): ``speed.md`` then also pools every
+recorded toy run of the same library code, so that slow and fast spells of the VM all count.
 """
 
 from __future__ import annotations
@@ -223,6 +225,29 @@ def million_rows(threads: int) -> dict[str, Any]:
             "gflops": gflops, "floor_s": floor, "multiple_of_floor": float(seconds) / floor}
 
 
+def library_version() -> str:
+    """The git tree hash of ``ebreg/`` (plus ``+changes`` when it differs from that tree), or ``unknown``."""
+    def git(*args: str) -> str:
+        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+    try:
+        tree = git("rev-parse", "HEAD:ebreg")
+        return tree + ("+changes" if git("status", "--porcelain", "--", "ebreg") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def append_history(path: Path, result: dict[str, Any], command: str) -> list[dict[str, Any]]:
+    """Add this invocation's toy runs to the history file; return the records of this library code."""
+    from ebreg.io import write_json
+
+    history = json.loads(path.read_text()) if path.exists() else []
+    toy = result["training"][0]
+    history.append({"library": result["library"], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+                    "command": command, "head_gflop_per_epoch": toy["head_gflop_per_epoch"], "runs": toy["runs"]})
+    write_json(path, history)
+    return [h for h in history if h["library"] == result["library"]]
+
+
 def main() -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
@@ -254,18 +279,42 @@ def main() -> int:
     pred = prediction_row(model, 10_000)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
+              "library": library_version(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
+    command = " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]])
     write_json(out / "speed.json", result)
-    text = report(result, " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]]))
+    same_code = append_history(out / "speed_history.json", result, command)
+    text = report(result, command, same_code)
     write_text(out / "speed.md", text)
     print(text, flush=True)
     return 0
 
 
-def report(r: dict[str, Any], command: str) -> str:
+def pooled_toy_lines(same_code: list[dict[str, Any]]) -> list[str]:
+    """speed.md's section on every recorded toy run of this library code, invocation by invocation."""
+    def multiples(h: dict[str, Any]) -> list[float]:
+        return [s / (h["head_gflop_per_epoch"] / g) for s, g in h["runs"]]
+
+    lines = ["", f"## Toy 1 over every recorded invocation of this library code (`ebreg/` tree "
+                 f"{same_code[-1]['library'][:12]})", "",
+             "The VM has slow and fast spells of minutes: the 1024 x 1024 matmul probe hardly moves, while",
+             "short multi-threaded operations slow down by up to 2x, so one invocation's median depends on",
+             "its spell. Every invocation's toy runs are kept in `speed_history.json`; none is dropped.", "",
+             "| invocation finished (UTC) | runs | s/epoch | multiple of floor |", "|---|---|---|---|"]
+    for h in same_code:
+        seconds, mult = [s for s, _ in h["runs"]], multiples(h)
+        lines.append(f"| {h['when']} | {len(mult)} | {statistics.median(seconds):.3f} ({max(seconds):.3f}) | "
+                     f"{statistics.median(mult):.1f} ({max(mult):.1f}) |")
+    seconds = [s for h in same_code for s, _ in h["runs"]]
+    mult = [m for h in same_code for m in multiples(h)]
+    lines.append(f"| **all** | {len(mult)} | **{statistics.median(seconds):.3f}** ({max(seconds):.3f}) | "
+                 f"**{statistics.median(mult):.1f}** ({max(mult):.1f}) |")
+    return lines
+
+
+def report(r: dict[str, Any], command: str, same_code: list[dict[str, Any]]) -> str:
     toy = r["training"][0]
     lines = [
         "# Speed", "",
@@ -308,6 +357,7 @@ def report(r: dict[str, Any], command: str) -> str:
                      f"{m['floor_s']:.2f} s at {m['gflops']:.0f} GFLOP/s), peak resident memory "
                      f"**{m['peak_rss_gb']:.2f} GB** (of which {m['rss_before_gb']:.2f} GB before predicting: "
                      "Python, torch and the model).")
+    lines += pooled_toy_lines(same_code)
     return "\n".join(lines) + "\n"
 
 
