@@ -11,7 +11,7 @@ from torch import Tensor, nn
 from ._shapes import as_candidates
 from .config import ModelConfig
 from .feature_major import FeatureMajorHead, head_layers
-from .nn import ResidualBlock, feature_network, full_precision, mlp
+from .nn import ResidualBlock, feature_network, full_precision, linear_over_rows, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
 
@@ -95,10 +95,18 @@ class EnergyHead(nn.Module):
         return scores.view(padded, n)[:m]
 
     def forward_reference(self, h: Tensor, y: Tensor) -> Tensor:
-        """The same scores in the plain row-major layout (for tests and the speed benchmark)."""
+        """The same scores in the row-major layout ``(M, n, width)`` (wide heads, tests and the
+        speed benchmark). The first product over the D-wide candidates is
+        :func:`ebreg.nn.linear_over_rows`."""
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = F.linear(h, w_h, self.joint.bias)  # (n, W)
-        z = torch.relu(per_x + F.linear(self.target_net(y), w_u))  # (M, n, W)
+        if len(self.target_net):
+            first = self.target_net[0]
+            u = self.target_net[1:](linear_over_rows(first.weight, first.bias, y))
+            joint_u = F.linear(u, w_u)
+        else:
+            joint_u = linear_over_rows(w_u, None, y)
+        z = torch.relu(per_x + joint_u)  # (M, n, W)
         return self.out(self.blocks(z)).squeeze(-1)
 
 

@@ -7,12 +7,24 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor, nn
 
-__all__ = ["mlp", "ResidualBlock", "small_cnn", "feature_network", "full_precision"]
+__all__ = ["mlp", "ResidualBlock", "small_cnn", "feature_network", "full_precision", "linear_over_rows"]
 
 
 def full_precision(t: Tensor) -> Tensor:
     """``t`` in float32 if it is in a lower precision (bf16/fp16 autocast), else unchanged."""
     return t if t.dtype in (torch.float32, torch.float64) else t.float()
+
+
+def linear_over_rows(weight: Tensor, bias: Tensor | None, v: Tensor) -> Tensor:
+    """``F.linear(v, weight, bias)`` for ``v`` ``(..., in)``: the same values, but the product takes
+    the weight transposed and contiguous, so that backward forms the weight's gradient as
+    ``v^T g`` rather than autograd's ``g^T v``. For a few inputs (2 to 8) over tens of thousands of
+    rows, as the first layer of a wide energy head sees its candidates, the CPU's BLAS runs the
+    former 2-3 times faster."""
+    rows = v.reshape(-1, v.shape[-1])
+    w_t = weight.t().contiguous()
+    out = torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)
+    return out.view(*v.shape[:-1], weight.shape[0])
 
 
 def mlp(

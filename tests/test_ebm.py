@@ -7,6 +7,7 @@ import torch
 
 from ebreg.config import ModelConfig
 from ebreg.ebm import ConditionalEBM, EnergyHead
+from ebreg.nn import linear_over_rows
 
 
 @pytest.mark.parametrize("d", [1, 3])
@@ -105,6 +106,38 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
     for a, b in zip(g_fast, g_plain):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("in_features, with_bias", [(1, True), (3, True), (3, False)])
+def test_linear_over_rows_equals_linear_with_its_gradients(in_features: int, with_bias: bool) -> None:
+    torch.manual_seed(0)
+    weight = torch.randn(6, in_features, dtype=torch.float64, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, requires_grad=True) if with_bias else None
+    v = torch.randn(40, 5, in_features, dtype=torch.float64)
+    params = [weight] + ([bias] if with_bias else [])
+    fast, plain = linear_over_rows(weight, bias, v), torch.nn.functional.linear(v, weight, bias)
+    assert fast.shape == (40, 5, 6) and torch.allclose(fast, plain, rtol=1e-12)
+    g = torch.randn(40, 5, 6, dtype=torch.float64)
+    grads_fast, grads_plain = (torch.autograd.grad((out * g).sum(), params) for out in (fast, plain))
+    for a, b in zip(grads_fast, grads_plain):
+        assert torch.allclose(a, b, rtol=1e-12)
+
+
+@pytest.mark.parametrize("hidden", [(16, 16), ()])
+def test_row_major_head_equals_its_layers_applied_one_by_one(hidden: tuple) -> None:
+    torch.manual_seed(0)
+    head = EnergyHead(7, 3, hidden, 40, 1).double()
+    h, y = torch.randn(5, 7, dtype=torch.float64), torch.randn(33, 5, 3, dtype=torch.float64)
+    assert not head.feature_major
+    w_h, w_u = head.joint.weight.split([7, head.joint.in_features - 7], 1)
+    linear = torch.nn.functional.linear
+    z = torch.relu(linear(h, w_h, head.joint.bias) + linear(head.target_net(y), w_u))
+    plain = head.out(head.blocks(z)).squeeze(-1)
+    fast = head(h, y)
+    assert torch.allclose(fast, plain, rtol=1e-12)
+    params = list(head.parameters())
+    for a, b in zip(torch.autograd.grad(fast.sum(), params), torch.autograd.grad(plain.sum(), params)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
 
 
 def test_head_chunks_follow_the_threads() -> None:
