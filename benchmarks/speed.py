@@ -225,27 +225,37 @@ def million_rows(threads: int) -> dict[str, Any]:
             "gflops": gflops, "floor_s": floor, "multiple_of_floor": float(seconds) / floor}
 
 
+def _git(*args: str) -> str:
+    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
+
+
 def library_version() -> str:
     """The git tree hash of ``ebreg/`` (plus ``+changes`` when it differs from that tree), or ``unknown``."""
-    def git(*args: str) -> str:
-        return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     try:
-        tree = git("rev-parse", "HEAD:ebreg")
-        return tree + ("+changes" if git("status", "--porcelain", "--", "ebreg") else "")
+        return _git("rev-parse", "HEAD:ebreg") + ("+changes" if _git("status", "--porcelain", "--", "ebreg") else "")
+    except (OSError, subprocess.CalledProcessError):
+        return "unknown"
+
+
+def head_commit() -> str:
+    """The short hash of the checked-out commit, or ``unknown``."""
+    try:
+        return _git("rev-parse", "--short", "HEAD")
     except (OSError, subprocess.CalledProcessError):
         return "unknown"
 
 
 def append_history(path: Path, result: dict[str, Any], command: str) -> list[dict[str, Any]]:
-    """Add this invocation's toy runs to the history file; return the records of this library code."""
+    """Add this invocation's toy runs to the history file; return the whole history."""
     from ebreg.io import write_json
 
     history = json.loads(path.read_text()) if path.exists() else []
     toy = result["training"][0]
-    history.append({"library": result["library"], "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
+    history.append({"library": result["library"], "commit": result["commit"],
+                    "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "command": command, "head_gflop_per_epoch": toy["head_gflop_per_epoch"], "runs": toy["runs"]})
     write_json(path, history)
-    return [h for h in history if h["library"] == result["library"]]
+    return history
 
 
 def main() -> int:
@@ -279,42 +289,52 @@ def main() -> int:
     pred = prediction_row(model, 10_000)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "library": library_version(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
+              "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
     command = " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]])
     write_json(out / "speed.json", result)
-    same_code = append_history(out / "speed_history.json", result, command)
-    text = report(result, command, same_code)
+    history = append_history(out / "speed_history.json", result, command)
+    text = report(result, command, history)
     write_text(out / "speed.md", text)
     print(text, flush=True)
     return 0
 
 
-def pooled_toy_lines(same_code: list[dict[str, Any]]) -> list[str]:
-    """speed.md's section on every recorded toy run of this library code, invocation by invocation."""
+def pooled_toy_lines(history: list[dict[str, Any]], library: str) -> list[str]:
+    """speed.md's section on every recorded toy run: this library code's invocation by invocation
+    and pooled, then each earlier library version pooled."""
     def multiples(h: dict[str, Any]) -> list[float]:
         return [s / (h["head_gflop_per_epoch"] / g) for s, g in h["runs"]]
 
-    lines = ["", f"## Toy 1 over every recorded invocation of this library code (`ebreg/` tree "
-                 f"{same_code[-1]['library'][:12]})", "",
+    def row(label: str, records: list[dict[str, Any]], bold: bool = False) -> str:
+        seconds = [s for h in records for s, _ in h["runs"]]
+        mult = [m for h in records for m in multiples(h)]
+        b = "**" if bold else ""
+        return (f"| {label} | {len(mult)} | {b}{statistics.median(seconds):.3f}{b} ({max(seconds):.3f}) | "
+                f"{b}{statistics.median(mult):.1f}{b} ({max(mult):.1f}) |")
+
+    same = [h for h in history if h["library"] == library]
+    lines = ["", f"## Toy 1 over every recorded invocation (this library code: `ebreg/` tree {library[:12]})", "",
              "The VM has slow and fast spells of minutes: the 1024 x 1024 matmul probe hardly moves, while",
              "short multi-threaded operations slow down by up to 2x, so one invocation's median depends on",
              "its spell. Every invocation's toy runs are kept in `speed_history.json`; none is dropped.", "",
              "| invocation finished (UTC) | runs | s/epoch | multiple of floor |", "|---|---|---|---|"]
-    for h in same_code:
-        seconds, mult = [s for s, _ in h["runs"]], multiples(h)
-        lines.append(f"| {h['when']} | {len(mult)} | {statistics.median(seconds):.3f} ({max(seconds):.3f}) | "
-                     f"{statistics.median(mult):.1f} ({max(mult):.1f}) |")
-    seconds = [s for h in same_code for s, _ in h["runs"]]
-    mult = [m for h in same_code for m in multiples(h)]
-    lines.append(f"| **all** | {len(mult)} | **{statistics.median(seconds):.3f}** ({max(seconds):.3f}) | "
-                 f"**{statistics.median(mult):.1f}** ({max(mult):.1f}) |")
+    lines += [row(h["when"], [h]) for h in same]
+    lines.append(row("**all of this code**", same, bold=True))
+    earlier = list(dict.fromkeys(h["library"] for h in history if h["library"] != library))
+    if earlier:
+        lines += ["", "Earlier library versions (each pooled over its invocations):", "",
+                  "| `ebreg/` tree | invocations | runs | s/epoch | multiple of floor |", "|---|---|---|---|---|"]
+        for lib in earlier:
+            records = [h for h in history if h["library"] == lib]
+            commits = ", ".join(dict.fromkeys(h.get("commit", "?") for h in records))
+            lines.append(f"| {lib[:12]} (at {commits}) | {len(records)} " + row("", records)[3:])
     return lines
 
 
-def report(r: dict[str, Any], command: str, same_code: list[dict[str, Any]]) -> str:
+def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> str:
     toy = r["training"][0]
     lines = [
         "# Speed", "",
@@ -357,7 +377,7 @@ def report(r: dict[str, Any], command: str, same_code: list[dict[str, Any]]) -> 
                      f"{m['floor_s']:.2f} s at {m['gflops']:.0f} GFLOP/s), peak resident memory "
                      f"**{m['peak_rss_gb']:.2f} GB** (of which {m['rss_before_gb']:.2f} GB before predicting: "
                      "Python, torch and the model).")
-    lines += pooled_toy_lines(same_code)
+    lines += pooled_toy_lines(history, r["library"])
     return "\n".join(lines) + "\n"
 
 
