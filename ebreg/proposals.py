@@ -96,8 +96,13 @@ class GaussianMixture(MixtureSameFamily):
         ``sample_shape`` ``(M,)``: the result is then ``(1 + M, n, D)``, as ``torch.cat`` of
         the two would be, in the memory layout :meth:`log_prob` reads without a copy.
         """
+        sample_shape = torch.Size(sample_shape)
+        rows = torch.Size([self.loc.shape[0], self.loc.shape[-1]])  # (n, D)
+        if prepend is not None and (len(sample_shape) != 1 or prepend.shape != rows):
+            raise ValueError(f"prepend needs sample_shape (M,) and values of shape {tuple(rows)}, got "
+                             f"{tuple(sample_shape)} and {tuple(prepend.shape)}")
         with torch.no_grad():
-            return self._sample(torch.Size(sample_shape), generator, common_noise, prepend)
+            return self._sample(sample_shape, generator, common_noise, prepend)
 
     def _sample(self, sample_shape: torch.Size, generator: torch.Generator | None, common_noise: bool,
                 prepend: Tensor | None = None) -> Tensor:
@@ -122,9 +127,6 @@ class GaussianMixture(MixtureSameFamily):
         if prepend is None:
             out = torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0))  # (n, D, num)
             return out.permute(2, 0, 1).reshape(*sample_shape, n, d)
-        if len(sample_shape) != 1 or prepend.shape != (n, d):
-            raise ValueError(f"prepend needs sample_shape (M,) and values of shape {(n, d)}, got "
-                             f"{tuple(sample_shape)} and {tuple(prepend.shape)}")
         out = torch.empty(n, d, 1 + num, **like)
         out[:, :, 0] = prepend
         torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0), out=out[:, :, 1:])

@@ -92,10 +92,13 @@ def test_prepended_values_come_first_in_a_layout_log_prob_reads_as_is(d: int) ->
     assert torch.equal(both, torch.cat([y.unsqueeze(0), plain]))
     assert both.permute(1, 2, 0).is_contiguous()  # log_prob's (n, D, S) layout
     assert torch.equal(q.log_prob(both), q.log_prob(both.contiguous()))
+    gen = torch.Generator().manual_seed(1)
+    state = gen.get_state()
     with pytest.raises(ValueError, match="prepend needs"):
-        q.sample((2, 8), prepend=y)
+        q.sample((2, 8), generator=gen, prepend=y)
     with pytest.raises(ValueError, match="prepend needs"):
-        q.sample((8,), prepend=y[:3])
+        q.sample((8,), generator=gen, prepend=y[:3])
+    assert torch.equal(gen.get_state(), state)  # refused before drawing anything
 
 
 def test_common_noise_draws_do_not_depend_on_the_other_rows() -> None:
