@@ -116,9 +116,14 @@ def timed_runs(repeats: int, variants: dict[str, Run]) -> dict[str, list[tuple[f
     return runs
 
 
+def multiple_of_floor(seconds: float, gflops: float, head_gflop: float) -> float:
+    """An epoch's seconds over its floor: the head's GFLOP per epoch at the probed GFLOP/s."""
+    return seconds / (head_gflop / gflops)
+
+
 def summary(runs: list[tuple[float, float]], flops: float) -> dict[str, Any]:
     """Median and worst seconds per epoch and multiples of the floor, each run against its own probe."""
-    multiples = [t / (flops / (g * 1e9)) for t, g in runs]
+    multiples = [multiple_of_floor(t, g, flops / 1e9) for t, g in runs]
     seconds = [t for t, _ in runs]
     return {"epoch_s": statistics.median(seconds), "epoch_s_worst": max(seconds),
             "multiple_of_floor": statistics.median(multiples), "multiple_of_floor_worst": max(multiples),
@@ -306,7 +311,7 @@ def pooled_toy_lines(history: list[dict[str, Any]], library: str) -> list[str]:
     """speed.md's section on every recorded toy run: this library code's invocation by invocation
     and pooled, then each earlier library version pooled."""
     def multiples(h: dict[str, Any]) -> list[float]:
-        return [s / (h["head_gflop_per_epoch"] / g) for s, g in h["runs"]]
+        return [multiple_of_floor(s, g, h["head_gflop_per_epoch"]) for s, g in h["runs"]]
 
     def row(label: str, records: list[dict[str, Any]], bold: bool = False) -> str:
         seconds = [s for h in records for s, _ in h["runs"]]
@@ -317,9 +322,9 @@ def pooled_toy_lines(history: list[dict[str, Any]], library: str) -> list[str]:
 
     same = [h for h in history if h["library"] == library]
     lines = ["", f"## Toy 1 over every recorded invocation (this library code: `ebreg/` tree {library[:12]})", "",
-             "The VM has slow and fast spells of minutes: the 1024 x 1024 matmul probe hardly moves, while",
-             "short multi-threaded operations slow down by up to 2x, so one invocation's median depends on",
-             "its spell. Every invocation's toy runs are kept in `speed_history.json`; none is dropped.", "",
+             "The VM has slow and fast spells of minutes in which the 1024 x 1024 matmul probe hardly",
+             "moves while the toy step does, so one invocation's median depends on its spell. Every",
+             "invocation's toy runs are kept in `speed_history.json`; none is dropped.", "",
              "| invocation finished (UTC) | runs | s/epoch | multiple of floor |", "|---|---|---|---|"]
     lines += [row(h["when"], [h]) for h in same]
     lines.append(row("**all of this code**", same, bold=True))
@@ -350,7 +355,7 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for t in r["training"]:
-        each = ", ".join(f"{s / (t['head_gflop_per_epoch'] / g):.1f}" for s, g in t["runs"])
+        each = ", ".join(f"{multiple_of_floor(s, g, t['head_gflop_per_epoch']):.1f}" for s, g in t["runs"])
         lines.append(f"| {t['config']} | {t['rows']} | {t['epoch_s']:.3f} ({t['epoch_s_worst']:.3f}) | "
                      f"{t['examples_per_s']:.0f} | {t['head_gflop_per_epoch']:.2f} | {t['gflops']:.1f} | "
                      f"{t['floor_s']:.4f} | {t['multiple_of_floor']:.1f} ({t['multiple_of_floor_worst']:.1f}) | {each} |")

@@ -80,7 +80,7 @@ class EnergyHead(nn.Module):
             y = torch.cat([y, y[-1:].expand(padded - m, n, d)])
         per_chunk = padded // chunks
         # (c, D, L), L = per_chunk * n, copied to strides (D L, L, 1): on the transposed view of y
-        # (strides (L D, 1, D)) the first layer's batched products ran 3-7x slower at D = 1
+        # (strides (L D, 1, D)) torch takes a slow path for the first layer's batched products
         z = y.reshape(chunks, per_chunk * n, d).transpose(1, 2).clone(memory_format=torch.contiguous_format)
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = torch.addmm(self.joint.bias.unsqueeze(1), w_h, h.T)  # (W, n), once per x

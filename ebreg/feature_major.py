@@ -102,7 +102,7 @@ class FeatureMajorHead(torch.autograd.Function):
             d.baddbmm_(transposed(params[j]), dr)  # the skip connection's gradient plus the block's
         _threshold_backward.grad_input(d, acts[hidden + 1], 0, grad_input=d)
         width, n = per_x.shape
-        grad_per_x = d.sum(0).view(width, -1, n).sum(1)  # 5x faster than one sum over (0, 2) here
+        grad_per_x = d.sum(0).view(width, -1, n).sum(1)  # chunks first: one strided sum over (0, 2) is slower
         grads[2 * hidden] = weight_grad(d, acts[hidden])
         for i in reversed(range(hidden)):
             d = torch.bmm(transposed(params[2 * i + 2]), d)

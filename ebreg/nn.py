@@ -18,9 +18,9 @@ def full_precision(t: Tensor) -> Tensor:
 def linear_over_rows(weight: Tensor, bias: Tensor | None, v: Tensor) -> Tensor:
     """``F.linear(v, weight, bias)`` for ``v`` ``(..., in)``: the same values, but the product takes
     the weight transposed and contiguous, so that backward forms the weight's gradient as
-    ``v^T g`` rather than autograd's ``g^T v``. For a few inputs (2 to 8) over tens of thousands of
-    rows, as the first layer of a wide energy head sees its candidates, the CPU's BLAS runs the
-    former 2-3 times faster."""
+    ``v^T g`` rather than autograd's ``g^T v``. For a few inputs over tens of thousands of rows,
+    as the first layer of a wide energy head sees its candidates, the CPU's BLAS runs the former
+    several times faster."""
     rows = v.reshape(-1, v.shape[-1])
     w_t = weight.t().contiguous()
     out = torch.mm(rows, w_t) if bias is None else torch.addmm(bias, rows, w_t)

@@ -124,13 +124,13 @@ class GaussianMixture(MixtureSameFamily):
         comp = (u.unsqueeze(1) > probs.cumsum(-1)[:, : k - 1].unsqueeze(-1)).sum(1)  # (n, num)
         table = torch.cat([self.loc, self.scale], -1).transpose(1, 2)  # (n, 2D, K)
         params = table.gather(2, comp.unsqueeze(1).expand(n, 2 * d, num))  # (n, 2D, num)
-        if prepend is None:
-            out = torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0))  # (n, D, num)
-            return out.permute(2, 0, 1).reshape(*sample_shape, n, d)
-        out = torch.empty(n, d, 1 + num, **like)
-        out[:, :, 0] = prepend
-        torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0), out=out[:, :, 1:])
-        return out.permute(2, 0, 1)
+        first = 0 if prepend is None else 1
+        out = torch.empty(n, d, first + num, **like)
+        if prepend is not None:
+            out[:, :, 0] = prepend
+        torch.addcmul(params[:, :d], params[:, d:], eps.permute(1, 2, 0), out=out[:, :, first:])
+        samples = out.permute(2, 0, 1)  # (first + num, n, D)
+        return samples if prepend is not None else samples.reshape(*sample_shape, n, d)
 
     def cdf(self, value: Tensor) -> Tensor:
         """Mixture CDF for D = 1: ``value`` ``(..., n, 1)`` -> ``(..., n)``."""
