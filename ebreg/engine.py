@@ -24,6 +24,7 @@ from ._shapes import as_targets, check_finite
 from .allocator import keep_freed_memory
 from .config import FIXED_METHODS, JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
+from .finite_check import FiniteLossCheck, NonFiniteLossError, defers_finite_check
 from .flat_parameters import flatten, unflatten, zero_flat_grad
 from .inference import effective_sample_fraction, log_likelihood
 from .mdn import MixtureDensityNetwork
@@ -35,10 +36,6 @@ __all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult", "KeepBestWeig
 
 #: least number of proposal samples for the validation NLL of joint methods
 VALIDATION_SAMPLES = 1024
-
-
-class NonFiniteLossError(FloatingPointError):
-    """A training loss became NaN or infinite; the message names the step and the term."""
 
 
 class EBMTrainer(L.LightningModule):
@@ -142,16 +139,15 @@ class EBMTrainer(L.LightningModule):
         seed = self.train_config.seed * 7919 + 104729 * self.global_rank
         self._generator = torch.Generator(device=self.device).manual_seed(seed)
 
+    def on_train_start(self) -> None:
+        deferred = defers_finite_check(self.device)
+        self._finite_check = FiniteLossCheck(self.optimizers(use_pl_optimizer=False) if deferred else None)
+
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         per_example, ess = self._losses_and_ess(*batch)
         terms = {k: v.mean() for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
-        if not math.isfinite(loss.item()):
-            detail = ", ".join(f"{k}={float(v.detach()):.4g}" for k, v in terms.items())
-            raise NonFiniteLossError(
-                f"non-finite training loss at step {self.global_step} "
-                f"(epoch {self.current_epoch}, batch {batch_idx}): {detail}"
-            )
+        self._finite_check(loss, terms, (self.global_step, self.current_epoch, batch_idx))
         if ess is not None:
             terms["ess_fraction"] = ess.mean()
         # epoch means accumulated here and logged once per epoch: a self.log per term and
@@ -162,6 +158,7 @@ class EBMTrainer(L.LightningModule):
         return loss
 
     def on_train_epoch_end(self) -> None:
+        self._finite_check.raise_if_seen()
         if self._train_sums is not None:
             means = self._train_sums / self._train_count
             self.log_dict({f"train/{k}": v for k, v in zip(self._train_names, means)}, sync_dist=True)
@@ -360,7 +357,9 @@ def fit(
     arguments go to ``lightning.Trainer`` (``accelerator``, ``devices``, ``strategy``, ...).
     With validation data and ``train_config.patience``, stops early on the validation NLL
     (:meth:`EBMTrainer.validation_nll`) and returns the best epoch's weights.
-    Raises :class:`NonFiniteLossError` as soon as a loss is not finite.
+    Raises :class:`NonFiniteLossError` when a loss is not finite: on the CPU at once, on an
+    accelerator within 50 steps or at the epoch's end (no update is made from that loss;
+    see :class:`ebreg.finite_check.FiniteLossCheck`).
 
     ``log_dir``: learning curves of every loss term, the proposal samples' effective sample
     size and the validation NLL, per epoch, as CSV (and for TensorBoard when it is

@@ -162,6 +162,18 @@ def test_non_finite_loss_is_reported_with_its_step(monkeypatch: pytest.MonkeyPat
         _tiny_fit()
 
 
+def test_deferred_check_trains_identically_and_reports_the_bad_step(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The accelerators' deferred check, forced on the CPU: the same weights as the immediate
+    check, and a poisoned step reported at the epoch's end with its step and terms."""
+    immediate = _tiny_fit()
+    monkeypatch.setattr("ebreg.engine.defers_finite_check", lambda device: True)
+    deferred = _tiny_fit()
+    assert deferred.module._finite_check.skipping is not None
+    for a, b in zip(immediate.module.parameters(), deferred.module.parameters()):
+        assert torch.equal(a, b)
+    test_non_finite_loss_is_reported_with_its_step(monkeypatch)
+
+
 def test_fit_rejects_bad_data() -> None:
     with pytest.raises(ValueError, match="contains NaN"):
         fit(ModelConfig(), TrainConfig(), torch.tensor([[0.0], [float("nan")]]), torch.zeros(2), progress=False)
