@@ -206,6 +206,7 @@ class EBMTrainer(L.LightningModule):
 
     def teardown(self, stage: str) -> None:
         unflatten(self.parameters())  # own storage again (model files refuse shared memory)
+        self._generator = None  # it lives on the fit's device; Lightning moves the module to the CPU
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,  # noqa: ANN001
                                     gradient_clip_algorithm=None) -> None:
