@@ -16,7 +16,7 @@ from torch import Tensor
 
 from ._shapes import as_targets
 from .ebm import ConditionalEBM
-from .inference import DEFAULT_MAX_CANDIDATES, WeightedSamples, map_chunks
+from .inference import WeightedSamples, map_chunks, max_candidates_for
 
 __all__ = ["TEMPERATURES", "temperature_log_likelihoods", "fit_temperature"]
 
@@ -32,13 +32,14 @@ def temperature_log_likelihoods(
     temperatures: Tensor = TEMPERATURES,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
-    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    max_candidates: int | None = None,
 ) -> Tensor:
     """``log p_T(y_i|x_i)`` ``(n, L)`` for each of the L ``temperatures``, from one set of proposal
     samples per row, the evaluated y counted among them (as :func:`ebreg.inference.log_density`).
 
     ``model``: at temperature 1 (its scores are the ``f`` divided by each T here). Chunks hold
-    an eighth of ``max_candidates``, as the L temperatures multiply the work per candidate.
+    an eighth of ``max_candidates`` (default :func:`ebreg.inference.max_candidates_for` the device
+    of ``x``), as the L temperatures multiply the work per candidate.
     """
     y = as_targets(y)
     t = temperatures.to(y.dtype).view(-1, 1, 1)  # (L, 1, 1)
@@ -52,7 +53,8 @@ def temperature_log_likelihoods(
         log_z = torch.logsumexp(log_w, 1) - math.log(ws.num_samples + 1)  # (L, n)
         return (f_y / t.view(-1, 1) - log_z).T
 
-    return map_chunks(fn, model, x, num_samples, generator, max_candidates // 8, True)
+    per_chunk = (max_candidates_for(x.device) if max_candidates is None else max_candidates) // 8
+    return map_chunks(fn, model, x, num_samples, generator, per_chunk, True)
 
 
 def fit_temperature(

@@ -28,7 +28,9 @@ __all__ = [
     "log_likelihood",
     "sample",
     "refine",
+    "ACCELERATOR_MAX_CANDIDATES",
     "DEFAULT_MAX_CANDIDATES",
+    "max_candidates_for",
     "Models",
     "members",
     "effective_sample_fraction",
@@ -37,10 +39,18 @@ __all__ = [
 #: one EBM, or a list or tuple of the members of an equal-weight ensemble ``p(y|x) = 1/E sum_e p_e(y|x)``
 Models = Union[ConditionalEBM, Sequence[ConditionalEBM]]
 
-#: Candidates (rows x samples) evaluated at once by the chunked functions: small enough that
-#: a chunk's tensors are reused from the allocator's heap instead of being mapped afresh, and
-#: that memory stays bounded however many rows are predicted
+#: Candidates (rows x samples) evaluated at once by the chunked functions on the CPU: small
+#: enough that a chunk's tensors are reused from the allocator's heap instead of being mapped
+#: afresh, and that memory stays bounded however many rows are predicted
 DEFAULT_MAX_CANDIDATES = 2**18
+#: The same on an accelerator: a chunk's kernels are launched one by one from the host, so
+#: chunks must be large for the device's work, not the launches, to set the time
+ACCELERATOR_MAX_CANDIDATES = 2**21
+
+
+def max_candidates_for(device: torch.device) -> int:
+    """The chunked functions' default number of candidates at once for tensors on ``device``."""
+    return DEFAULT_MAX_CANDIDATES if device.type == "cpu" else ACCELERATOR_MAX_CANDIDATES
 
 
 def effective_sample_fraction(log_w: Tensor) -> Tensor:
@@ -198,15 +208,15 @@ def map_chunks(
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
-    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    max_candidates: int | None = None,
     common_noise: bool = False,
 ) -> Tensor:
     """Apply ``fn(weighted_samples, rows)`` chunk by chunk; join the results on dim 0.
 
     ``fn`` gets the weighted samples of ``x[rows]`` and returns a tensor whose dim 0 indexes
     those rows. Chunks hold ``max_candidates // (num_samples * E)`` rows (E: the number of
-    models, 1 for one EBM), so memory is bounded
-    whatever the number of rows is. With ``common_noise`` every chunk starts from the same
+    models, 1 for one EBM), so memory is bounded whatever the number of rows is; by default
+    ``max_candidates`` is :func:`max_candidates_for` the device of ``x``. With ``common_noise`` every chunk starts from the same
     generator state, so each row gets the same draws whatever the chunking (see
     :meth:`ebreg.proposals.GaussianMixture.sample`); ``generator`` is then required.
     """
@@ -216,6 +226,8 @@ def map_chunks(
         raise ValueError("common_noise needs a seeded generator")
     keep_freed_memory()
     start = generator.get_state() if common_noise else None
+    if max_candidates is None:
+        max_candidates = max_candidates_for(x.device)
     size = max(1, max_candidates // (num_samples * len(members(model))))  # rows per chunk
     out: Tensor | None = None
     for rows in _chunks(x.shape[0], size):
@@ -234,7 +246,7 @@ def predict_mean(
     x: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
-    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    max_candidates: int | None = None,
     common_noise: bool = False,
 ) -> Tensor:
     """SNIS mean ``(n, D)`` of the EBM for each row of ``x`` (``common_noise``: see
@@ -271,7 +283,7 @@ def log_likelihood(
     y: Tensor,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
-    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    max_candidates: int | None = None,
     common_noise: bool = False,
 ) -> Tensor:
     """``log p(y|x)`` ``(n,)`` by :func:`log_density` with M proposal samples (report M with it).
@@ -289,7 +301,7 @@ def sample(
     k: int,
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
-    max_candidates: int = DEFAULT_MAX_CANDIDATES,
+    max_candidates: int | None = None,
     common_noise: bool = False,
 ) -> Tensor:
     """``k`` approximate samples ``(k, n, D)`` from the EBM by sampling-importance-resampling."""

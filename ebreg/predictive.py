@@ -19,7 +19,7 @@ import torch
 from torch import Tensor
 
 from ._shapes import as_targets
-from .inference import DEFAULT_MAX_CANDIDATES, Models, WeightedSamples, log_density, map_chunks, members
+from .inference import Models, WeightedSamples, log_density, map_chunks, members
 from .metrics import crps_weighted
 from .proposals import GaussianMixture
 
@@ -157,7 +157,7 @@ class SNISPredictive(_Predictive):
         num_samples: int,
         seed: int,
         squeeze: bool = False,
-        max_candidates: int = DEFAULT_MAX_CANDIDATES,
+        max_candidates: int | None = None,
     ) -> None:
         super().__init__(members(model)[0].energy.target_dim, squeeze)
         self.model, self.x, self.num_samples, self.seed = model, x, num_samples, seed

@@ -214,3 +214,10 @@ def test_temperature_one_gives_the_log_likelihood(gen: torch.Generator) -> None:
     assert per_t.shape == (7, 2)
     assert torch.allclose(per_t[:, 1], ll, atol=1e-9)
     assert not torch.allclose(per_t[:, 0], ll)
+
+
+def test_default_chunks_are_larger_on_accelerators() -> None:
+    from ebreg.inference import ACCELERATOR_MAX_CANDIDATES, DEFAULT_MAX_CANDIDATES, max_candidates_for
+
+    assert max_candidates_for(torch.device("cpu")) == DEFAULT_MAX_CANDIDATES
+    assert max_candidates_for(torch.device("cuda")) == ACCELERATOR_MAX_CANDIDATES > DEFAULT_MAX_CANDIDATES
