@@ -230,26 +230,6 @@ def million_rows(threads: int) -> dict[str, Any]:
             "gflops": gflops, "floor_s": floor, "multiple_of_floor": float(seconds) / floor}
 
 
-def _git(*args: str) -> str:
-    return subprocess.run(["git", *args], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
-
-
-def library_version() -> str:
-    """The git tree hash of ``ebreg/`` (plus ``+changes`` when it differs from that tree), or ``unknown``."""
-    try:
-        return _git("rev-parse", "HEAD:ebreg") + ("+changes" if _git("status", "--porcelain", "--", "ebreg") else "")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
-def head_commit() -> str:
-    """The short hash of the checked-out commit, or ``unknown``."""
-    try:
-        return _git("rev-parse", "--short", "HEAD")
-    except (OSError, subprocess.CalledProcessError):
-        return "unknown"
-
-
 def append_history(path: Path, result: dict[str, Any], command: str) -> list[dict[str, Any]]:
     """Add this invocation's toy runs to the history file; return the whole history."""
     from ebreg.io import write_json
@@ -264,6 +244,8 @@ def append_history(path: Path, result: dict[str, Any], command: str) -> list[dic
 
 
 def main() -> int:
+    from benchmarks.provenance import head_commit, library_version
+
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5, help="epochs per timed toy run")

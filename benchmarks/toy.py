@@ -1,11 +1,12 @@
 """Every method of the paper on its two 1-D toy problems, many seeds, resumable.
 
     python benchmarks/toy.py [--datasets toy1,toy2] [--methods nce_fixed,joint_nce] [--seeds 0,1]
-                             [--quick] [--jobs 2] [--out benchmarks/results]
+                             [--quick] [--redo-older] [--jobs 2] [--out benchmarks/results]
 
 Each run (dataset, method, K, seed) appends one record to ``OUT/toy.json`` as soon as it
-finishes and is skipped when its record exists, so the table can be finished over several
-sessions. ``OUT/toy.md`` and one density figure per (dataset, method, K) are rebuilt at the
+finishes, with the git tree of ``ebreg/`` that made it, and is skipped when its record exists
+(with ``--redo-older``: a record of the same library code), so the table can be finished over
+several sessions. ``OUT/toy.md`` and one density figure per (dataset, method, K) are rebuilt at the
 end. Toy 1 is scored by the KL to the true density (method.md §5), toy 2 by the test NLL
 with each density normalised on 8192 grid points over [-12.5, 12.5]; MDNs and proposals
 by their exact densities. A run whose loss or metric is not finite is kept as diverged.
@@ -213,14 +214,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--jobs", type=int, default=2)
     p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
+    p.add_argument("--redo-older", action="store_true",
+                   help="redo runs whose record was made by other library code (ebreg/'s git tree)")
     args = p.parse_args(argv)
+    from benchmarks.provenance import library_version
+
+    library = library_version()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     fig_dir = out / "toy_figures"
     fig_dir.mkdir(exist_ok=True)
     path = out / "toy.json"
     records = load_records(path)
-    done = {(r["dataset"], r["method"], r["K"], r["seed"]) for r in records}
+    done = {(r["dataset"], r["method"], r["K"], r["seed"]) for r in records
+            if not args.redo_older or r.get("library") == library}
     plan = QUICK if args.quick else PLAN
     methods = set(args.methods.split(",")) if args.methods else None
     todo = []
@@ -235,7 +242,7 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(max_workers=args.jobs) as pool:
         futures = {pool.submit(run_one, *t, args.data_dir, str(fig_dir)): t for t in todo}
         for i, fut in enumerate(as_completed(futures), 1):
-            new = fut.result()
+            new = [{**r, "library": library} for r in fut.result()]
             records = [r for r in load_records(path) if run_key(r) not in {run_key(n) for n in new}] + new
             save_records(path, records)
             head = new[0]

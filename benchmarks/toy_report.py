@@ -66,6 +66,16 @@ def _teacher(records: list[dict[str, Any]]) -> list[str]:
     return ["", "## MDN with an energy-based teacher vs MDN by NLL", ""] + lines if lines else []
 
 
+def _provenance(records: list[dict[str, Any]]) -> list[str]:
+    """Which library code (git tree of ``ebreg/``) made how many records, per dataset."""
+    counts: dict[tuple[str, str], int] = defaultdict(int)
+    for r in records:
+        counts[(r["dataset"], r.get("library", "not recorded (code before the field was added)"))] += 1
+    return ["", "Records by the library code that made them (git tree of `ebreg/`; one run of a joint",
+            "method makes two records, its EBM and its proposal):", "",
+            *(f"- {dataset}: {library}: {n} records" for (dataset, library), n in sorted(counts.items()))]
+
+
 def write_report(records: list[dict[str, Any]], path: Path, command: str) -> None:
     """Write the markdown table of ``records`` to ``path``."""
     from ebreg.io import write_text
@@ -81,6 +91,7 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
         "warm-up to 3e-3, cosine decay), and the reference architecture (width 10) except rows",
         "named `+wide`, our improved configuration: a 32-wide feature network, all else the same.",
         "Lower is better. A diverged run counts as +∞ in the median and the worst value.",
+        *_provenance(records),
         "",
         "| dataset | method | K | runs | diverged | median | mean | best | worst | s/run | official code (median, range) |",
         "|---|---|---|---|---|---|---|---|---|---|---|",
