@@ -12,7 +12,8 @@ Measures, in one process (so every figure is a ratio to the same machine state):
   configuration also with the plain row-major energy head, with one (unbatched) product per
   layer, with autograd's backward of the head instead of the hand-written one, with Adam
   over every parameter tensor instead of one flat tensor, and (in a
-  subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings;
+  subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings, and with the
+  head's layers compiled by ``torch.compile`` instead of the hand-written head;
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
   every candidate) divided by the matmul rate, and each epoch time as a multiple of it
   (median and worst over the runs);
@@ -84,6 +85,16 @@ def without_one_optimisation() -> dict[str, Callable[[], ContextManager[Any]]]:
                                                           SimpleNamespace(apply=_autograd_head)),
         "Adam over each parameter tensor": lambda: patch.object(ebreg.engine, "flatten", list),
     }
+
+
+def compiled_head() -> Callable[[], ContextManager[Any]]:
+    """A patch that runs the head's layers as autograd records them, compiled by
+    ``torch.compile`` (inductor: fused C++ kernels for forward and backward), instead of the
+    hand-written :class:`ebreg.feature_major.FeatureMajorHead`; compiled on first use."""
+    import ebreg.ebm
+
+    head = SimpleNamespace(apply=torch.compile(_autograd_head, dynamic=False))
+    return lambda: patch.object(ebreg.ebm, "FeatureMajorHead", head)
 
 
 def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:  # noqa: ANN001
@@ -258,9 +269,15 @@ def main() -> int:
 
     x, y = toy_data()
     toy = ModelConfig()
+    compiled = compiled_head()
+    start = time.perf_counter()
+    with compiled():
+        epoch_seconds(toy, x, y, 1)  # compiles for the full batch and the last, shorter one
+    compile_s = time.perf_counter() - start
     variants = {"default": in_process(toy, x, y, args.epochs),
                 **{name: in_process(toy, x, y, args.epochs, off) for name, off in without_one_optimisation().items()},
-                "glibc's default malloc": default_malloc(args.threads, args.epochs)}
+                "glibc's default malloc": default_malloc(args.threads, args.epochs),
+                "head compiled by torch.compile": in_process(toy, x, y, args.epochs, compiled)}
     rows = [training_row("toy 1, reference (widths 10)", toy, x, y, args.repeats, variants)]
     gen = torch.Generator().manual_seed(0)
     xt = torch.randn(8611, 4, generator=gen)
@@ -276,7 +293,8 @@ def main() -> int:
     pred = prediction_row(model, 10_000)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
-              "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
+              "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million,
+              "compile_warmup_s": compile_s}
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
@@ -343,7 +361,10 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
                      f"{t['floor_s']:.4f} | {t['multiple_of_floor']:.1f} ({t['multiple_of_floor_worst']:.1f}) | {each} |")
     lines += ["", "Toy 1 without one optimisation at a time (in each round the default and every variant run",
               "once, one after another; each run against its own matmul probe; glibc's default malloc in a",
-              "fresh subprocess per run, `EBREG_KEEP_MALLOC=0`):", "",
+              "fresh subprocess per run, `EBREG_KEEP_MALLOC=0`), and with the head compiled by",
+              "`torch.compile` (inductor, from the layers as autograd records them, instead of the",
+              f"hand-written head; compiling, excluded from its runs, took {r['compile_warmup_s']:.1f} s "
+              "in a first epoch):", "",
               "| variant | s/epoch | multiple of floor | vs default: median of the rounds' ratios (range) |",
               "|---|---|---|---|",
               f"| default | {toy['epoch_s']:.3f} ({toy['epoch_s_worst']:.3f}) | {toy['multiple_of_floor']:.1f} "
