@@ -83,7 +83,8 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
     write_text(path, "\n".join([
         "# Toy benchmarks: every method, many seeds",
         "",
-        f"Made by `{command}` (records in `toy.json`; figures for seed 0 in `toy_figures/`).",
+        f"Made by `{command}` and the earlier invocations whose records it kept (records in `toy.json`,",
+        "each with the library code that made it, listed below; figures for seed 0 in `toy_figures/`).",
         "Toy 1: KL(truth ‖ model) on the 2048 × 2048 grid (method.md §5); toy 2: test NLL with the",
         f"density normalised on 8192 points over [−12.5, 12.5] (the true density scores {TRUE_TOY2_NLL}).",
         "MDN rows and `proposal_only` rows use the exact mixture density. All rows: reference",
