@@ -35,15 +35,9 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+from benchmarks.speed import epoch_seconds, toy_data  # noqa: E402
+
 GPU = {"accelerator": "gpu", "devices": 1}
-
-
-def toy(rows: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from ebreg.datasets import Toy1
-
-    data = Toy1.sample(rows, 0)
-    return (torch.as_tensor(data.x, dtype=torch.float32).view(-1, 1),
-            torch.as_tensor(data.y, dtype=torch.float32).view(-1, 1))
 
 
 @contextmanager
@@ -57,7 +51,7 @@ def every_method() -> None:
     from ebreg.config import METHODS, ModelConfig, TrainConfig
     from ebreg.engine import fit
 
-    x, y = toy(1000)
+    x, y = toy_data(1000)
     for method in METHODS:
         result = fit(ModelConfig(), TrainConfig(method=method, epochs=1), x, y, progress=False, **GPU)
         assert all(torch.isfinite(p).all() for p in result.module.parameters()), method
@@ -75,7 +69,7 @@ def sync_sites(immediate: bool) -> None:
     from ebreg.config import ModelConfig, TrainConfig
     from ebreg.engine import fit
 
-    x, y = toy(2000)
+    x, y = toy_data()
     sites: Counter[str] = Counter()
 
     def record(message, category, filename, lineno, file=None, line=None):  # noqa: ANN001, ANN202
@@ -98,16 +92,14 @@ def sync_sites(immediate: bool) -> None:
 
 
 def toy_epoch_timing(rounds: int = 3, epochs: int = 5) -> None:
-    from ebreg.config import ModelConfig, TrainConfig
-    from ebreg.engine import fit
+    from ebreg.config import ModelConfig
 
-    x, y = toy(2000)
+    x, y = toy_data()
     times: dict[bool, list[float]] = {True: [], False: []}
     for _ in range(rounds):
         for immediate in (False, True):
             with immediate_check(immediate):
-                r = fit(ModelConfig(), TrainConfig(epochs=epochs, seed=0), x, y, progress=False, **GPU)
-            times[immediate].append(r.train_seconds / epochs)
+                times[immediate].append(epoch_seconds(ModelConfig(), x, y, epochs, **GPU))
     for immediate, runs in times.items():
         label = "immediate" if immediate else "deferred"
         print(f"toy 1 epoch on CUDA, {label} check: median {statistics.median(runs):.3f} s "

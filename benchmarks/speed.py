@@ -97,11 +97,13 @@ def compiled_head() -> Callable[[], ContextManager[Any]]:
     return lambda: patch.object(ebreg.ebm, "FeatureMajorHead", head)
 
 
-def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int) -> float:  # noqa: ANN001
+def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int,  # noqa: ANN001
+                  **trainer_kwargs: Any) -> float:
+    """Seconds per epoch of a seed-0 fit (``trainer_kwargs`` go to Lightning's Trainer)."""
     from ebreg.config import TrainConfig
     from ebreg.engine import fit
 
-    result = fit(model_cfg, TrainConfig(epochs=epochs, seed=0), x, y, progress=False)
+    result = fit(model_cfg, TrainConfig(epochs=epochs, seed=0), x, y, progress=False, **trainer_kwargs)
     return result.train_seconds / epochs
 
 
@@ -156,10 +158,11 @@ def training_row(name: str, model_cfg, x: torch.Tensor, y: torch.Tensor, repeats
             "head_gflop_per_epoch": flops / 1e9, "floor_s": flops / (best["gflops"] * 1e9), "variants": out}
 
 
-def toy_data() -> tuple[torch.Tensor, torch.Tensor]:
+def toy_data(rows: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
+    """Toy-1 rows (seed 0) as float32 ``(rows, 1)`` inputs and targets."""
     from ebreg.datasets import Toy1
 
-    toy = Toy1.sample(2000, 0)
+    toy = Toy1.sample(rows, 0)
     return (torch.as_tensor(toy.x, dtype=torch.float32).view(-1, 1),
             torch.as_tensor(toy.y, dtype=torch.float32).view(-1, 1))
 

@@ -49,14 +49,14 @@ class FiniteLossCheck:
         bad = loss.detach().isfinite().logical_not()
         self.skipping.found_inf = bad.float()  # read by the fused Adam's step
         values = torch.stack([v.detach() for v in terms.values()])
-        if self._first is None:
+        if self._first is None:  # the first step since the last read
             self._first = torch.full((), -1, dtype=torch.long, device=loss.device)
             self._values = torch.zeros_like(values)
+            self._names = list(terms)
         first_bad = bad & (self._first < 0)
         self._first = torch.where(first_bad, len(self._positions), self._first)
         self._values = torch.where(first_bad, values, self._values)
         self._positions.append(position)
-        self._names = list(terms)
 
     def raise_if_seen(self) -> None:
         """Read the deferred record (one wait for the device) and raise if a step was bad."""
