@@ -28,9 +28,9 @@ class EnergyHead(nn.Module):
     Narrow heads (every width at most :attr:`FEATURE_MAJOR_MAX_WIDTH`) evaluate the M * n
     candidates feature-major: activations are ``(width, candidates)`` and each layer is a
     ``W @ Z`` product, about twice as fast on a CPU as the usual ``(candidates, width)``
-    layout at width 10. On a CPU with several threads the candidates are also split into
-    :meth:`chunks` groups along M, one batched product per layer: a single ``10 x 10`` by
-    ``10 x N`` product barely uses a second thread, a batch of them does. Wider heads use
+    layout at width 10. On a CPU with several threads the inputs are also split into up to
+    :meth:`chunks` groups, one batched product per layer: a single ``10 x 10`` by ``10 x N``
+    product barely uses a second thread, a batch of them does. Wider heads use
     the usual layout, which is as fast there. ``benchmarks/results/speed.md`` times the toy
     model with the row-major layout and with one product per layer. All layouts give the
     same scores up to float rounding.
@@ -65,25 +65,25 @@ class EnergyHead(nn.Module):
 
     @classmethod
     def chunks(cls, h: Tensor) -> int:
-        """Groups of candidates for the batched products: 1 off the CPU or on one thread."""
+        """Most groups of inputs for the batched products: 1 off the CPU or on one thread."""
         threads = torch.get_num_threads()
         return cls.CHUNKS_PER_THREAD * threads if h.device.type == "cpu" and threads > 1 else 1
 
     def forward_feature_major(self, h: Tensor, y: Tensor, chunks: int) -> Tensor:
-        """The scores ``(M, n)`` with activations ``(chunks, width, L)``: the M candidates of each
-        x are padded to a multiple of ``chunks`` (repeating the last one) and split along M.
-        When gradients are needed (outside autocast) the layers run as one autograd node with a
-        hand-written backward (:class:`ebreg.feature_major.FeatureMajorHead`)."""
+        """The scores ``(M, n)`` with activations ``(c, width, g M)``: the n inputs are split into
+        c groups of g (c the largest divisor of n up to ``chunks``), the M candidates of each input
+        contiguous. Candidates stored input-major, as :meth:`GaussianMixture.sample` draws them
+        (``y.permute(1, 2, 0)`` contiguous), need no copy for D = 1 or g = 1; the scores come back
+        in that layout too. When gradients are needed (outside autocast) the layers run as one
+        autograd node with a hand-written backward (:class:`ebreg.feature_major.FeatureMajorHead`)."""
         m, n, d = y.shape
-        padded = -(-m // chunks) * chunks
-        if padded != m:
-            y = torch.cat([y, y[-1:].expand(padded - m, n, d)])
-        per_chunk = padded // chunks
-        # (c, D, L), L = per_chunk * n, copied to strides (D L, L, 1): on the transposed view of y
-        # (strides (L D, 1, D)) torch takes a slow path for the first layer's batched products
-        z = y.reshape(chunks, per_chunk * n, d).transpose(1, 2).clone(memory_format=torch.contiguous_format)
+        c = largest_divisor_up_to(n, chunks)
+        z = y.permute(1, 2, 0).reshape(c, n // c, d, m).transpose(1, 2).reshape(c, d, -1)
+        # strides (D L, L, 1): on other strides torch takes a slow path for the first layer's products
+        z = z.contiguous()
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = torch.addmm(self.joint.bias.unsqueeze(1), w_h, h.T)  # (W, n), once per x
+        per_x = per_x.view(-1, c, n // c).transpose(0, 1)  # (c, W, g)
         linears = [layer for layer in self.target_net if isinstance(layer, nn.Linear)]
         params = [t for layer in linears for t in (layer.weight, layer.bias)] + [w_u]
         params += [t for block in self.blocks for t in (block.linear.weight, block.linear.bias)]
@@ -92,7 +92,7 @@ class EnergyHead(nn.Module):
             scores = FeatureMajorHead.apply(z, per_x, len(linears), len(self.blocks), *params)
         else:
             scores = head_layers(z, per_x, len(linears), len(self.blocks), params)
-        return scores.view(padded, n)[:m]
+        return scores.view(n, m).T
 
     def forward_reference(self, h: Tensor, y: Tensor) -> Tensor:
         """The same scores in the row-major layout ``(M, n, width)`` (wide heads, tests and the
@@ -108,6 +108,11 @@ class EnergyHead(nn.Module):
             joint_u = linear_over_rows(w_u, None, y)
         z = torch.relu(per_x + joint_u)  # (M, n, W)
         return self.out(self.blocks(z)).squeeze(-1)
+
+
+def largest_divisor_up_to(n: int, k: int) -> int:
+    """The largest divisor of ``n`` that is at most ``k`` (at least 1)."""
+    return next((c for c in range(min(n, k), 0, -1) if n % c == 0), 1)
 
 
 class ConditionalEBM(nn.Module):

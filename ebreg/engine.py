@@ -103,7 +103,7 @@ class EBMTrainer(L.LightningModule):
         f_data, f_samples = scores[0], scores[1:]
         if cfg.method == "joint_nce":
             # its two losses and the ESS in one pass: the step backpropagates through their sum once
-            ebm_loss, kl, ess = JointNCE.apply(f_data, log_q_data, f_samples, log_q_samples)
+            ebm_loss, kl, ess = JointNCE.apply(scores, log_q)
         else:
             with torch.no_grad():
                 ess = effective_sample_fraction(f_samples - log_q_samples)

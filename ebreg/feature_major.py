@@ -1,9 +1,10 @@
 """The energy head's per-candidate layers in the feature-major layout, with a hand-written backward.
 
-Activations are ``(c, width, L)``: c chunks of L candidates each, one batched ``W @ Z``
-product per layer (see :class:`ebreg.ebm.EnergyHead`). The layers are, in order: the target
-MLP's Linear + ReLU pairs, the joint layer ``ReLU(W_u u + per_x)`` (``per_x = W_h h + b``,
-computed once per x), residual blocks ``z + ReLU(W z + b)`` and the output Linear.
+Activations are ``(c, width, L)``: c chunks of L = g M columns each, the M candidates of each
+of the chunk's g inputs in turn, one batched ``W @ Z`` product per layer (see
+:class:`ebreg.ebm.EnergyHead`). The layers are, in order: the target MLP's Linear + ReLU
+pairs, the joint layer ``ReLU(W_u u + per_x)`` (``per_x = W_h h + b``, computed once per x),
+residual blocks ``z + ReLU(W z + b)`` and the output Linear.
 
 :class:`FeatureMajorHead` runs them as one autograd node whose backward accumulates the
 residual gradients in place (``baddbmm_``), masks gradients by the ReLUs in place and forms
@@ -31,22 +32,21 @@ def linear_chunked(weight: Tensor, bias: Tensor, z: Tensor) -> Tensor:
 
 def head_layers(z: Tensor, per_x: Tensor, hidden: int, blocks: int, params: Sequence[Tensor],
                 keep: list[Tensor] | None = None) -> Tensor:
-    """Scores ``(c, 1, L)`` of candidates ``z`` ``(c, D, L)`` whose L columns run over the
-    candidates of chunk c with the n inputs innermost; ``per_x`` ``(W, n)``.
+    """Scores ``(c, 1, L)`` of candidates ``z`` ``(c, D, L)``: chunk c's L = g M columns hold the M
+    candidates of each of its g inputs in turn; ``per_x`` ``(c, W, g)``, those inputs' joint terms.
 
     ``params``: the ``hidden`` target layers' (weight, bias), ``W_u``, the ``blocks`` residual
     layers' (weight, bias), the output (weight, bias). With ``keep``, every activation
     :class:`FeatureMajorHead` needs for its backward is appended to it.
     """
-    c = z.shape[0]
-    width, n = per_x.shape
+    c, width, g = per_x.shape
     # in-place ReLUs only on fresh results
     for i in range(hidden):
         z = linear_chunked(params[2 * i], params[2 * i + 1], z).relu_()
         if keep is not None:
             keep.append(z)
     z = torch.bmm(params[2 * hidden].expand(c, -1, -1), z)
-    z.view(c, width, -1, n).add_(per_x.unsqueeze(1))
+    z.view(c, width, g, -1).add_(per_x.unsqueeze(-1))
     z = z.relu_()
     if keep is not None:
         keep.append(z)
@@ -101,8 +101,7 @@ class FeatureMajorHead(torch.autograd.Function):
             grads[j], grads[j + 1] = weight_grad(dr, z_in), dr.sum((0, 2))
             d.baddbmm_(transposed(params[j]), dr)  # the skip connection's gradient plus the block's
         _threshold_backward.grad_input(d, acts[hidden + 1], 0, grad_input=d)
-        width, n = per_x.shape
-        grad_per_x = d.sum(0).view(width, -1, n).sum(1)  # chunks first: one strided sum over (0, 2) is slower
+        grad_per_x = d.view(*per_x.shape, -1).sum(-1)  # (c, W, g): over each input's candidates
         grads[2 * hidden] = weight_grad(d, acts[hidden])
         for i in reversed(range(hidden)):
             d = torch.bmm(transposed(params[2 * i + 2]), d)

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from ebreg.config import ModelConfig
-from ebreg.ebm import ConditionalEBM, EnergyHead
+from ebreg.ebm import ConditionalEBM, EnergyHead, largest_divisor_up_to
 from ebreg.nn import linear_over_rows
 
 
@@ -87,17 +87,18 @@ def test_residual_energy_starts_as_its_proposal_and_never_trains_it() -> None:
         ConditionalEBM(ebm.feature_net, ebm.energy, None, residual_energy=True)
 
 
-@pytest.mark.parametrize("chunks", [1, 3, 8])  # 33 candidates: 8 chunks pad them to 40
+@pytest.mark.parametrize("input_major", [False, True])  # candidates as GaussianMixture.sample lays them out
+@pytest.mark.parametrize("chunks", [1, 4, 8])  # 6 inputs: groups of 6, 2 (3 groups) and 1
 @pytest.mark.parametrize("target_dim, hidden, blocks", [(1, (10, 10), 1), (3, (16,), 2), (2, (), 0)])
 def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden: tuple, blocks: int,
-                                                         chunks: int) -> None:
+                                                         chunks: int, input_major: bool) -> None:
     torch.manual_seed(0)
     head = EnergyHead(7, target_dim, hidden, 12, blocks)
-    h = torch.randn(5, 7, requires_grad=True)
-    y = torch.randn(33, 5, target_dim)
+    h = torch.randn(6, 7, requires_grad=True)
+    y = torch.randn(6, target_dim, 33).permute(2, 0, 1) if input_major else torch.randn(33, 6, target_dim)
     assert head.feature_major
     fast, plain = head.forward_feature_major(h, y, chunks), head.forward_reference(h, y)
-    assert fast.shape == (33, 5)
+    assert fast.shape == (33, 6)
     assert torch.allclose(fast, plain, atol=1e-5)
     assert "FeatureMajorHeadBackward" in type(fast.grad_fn.next_functions[0][0].next_functions[0][0]).__name__
     with torch.no_grad():  # without gradients: the same layers, nothing kept for a backward
@@ -138,6 +139,11 @@ def test_row_major_head_equals_its_layers_applied_one_by_one(hidden: tuple) -> N
     params = list(head.parameters())
     for a, b in zip(torch.autograd.grad(fast.sum(), params), torch.autograd.grad(plain.sum(), params)):
         assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_largest_divisor_up_to() -> None:
+    assert [largest_divisor_up_to(n, 8) for n in (32, 16, 12, 9, 7, 1, 0)] == [8, 8, 6, 3, 7, 1, 1]
+    assert largest_divisor_up_to(31, 8) == 1 and largest_divisor_up_to(5, 3) == 1
 
 
 def test_head_chunks_follow_the_threads() -> None:

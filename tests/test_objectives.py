@@ -112,31 +112,40 @@ def test_result_1_gradient_matches_closed_form_kl_gradient() -> None:
     assert d_log_sigma.item() == pytest.approx(1 - (s**2 + a**2) / sig2, rel=0.03)
 
 
+def _stacked(t: dict) -> tuple[torch.Tensor, torch.Tensor]:
+    """JointNCE's inputs ``(M + 1, n)``: the target's row first, then the samples'."""
+    return (torch.cat([t["f_data"].unsqueeze(0), t["f_samples"]]),
+            torch.cat([t["log_q_data"].unsqueeze(0), t["log_q_samples"]]))
+
+
+@pytest.mark.parametrize("input_major", [False, True])
 @pytest.mark.parametrize("spread", [1.0, 300.0])
-def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float) -> None:
+def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float, input_major: bool) -> None:
     # JointNCE computes both losses from one exponentiation; spread 300 puts log-weights far
     # beyond exp's range, where only a max-shifted computation stays finite
     t = {k: (v * spread).detach().requires_grad_() for k, v in _inputs(2).items()}
     w1, w2 = torch.randn(N, dtype=torch.float64), torch.randn(N, dtype=torch.float64)
-    ebm, kl, ess = obj.JointNCE.apply(*t.values())
+    scores, log_q = _stacked(t)
+    if input_major:  # the energy head's layout: each input's candidates contiguous
+        scores, log_q = (v.T.contiguous().T for v in (scores, log_q))
+    ebm, kl, ess = obj.JointNCE.apply(scores, log_q)
     plain_ebm, plain_kl = obj.joint_nce(**t)
     assert torch.allclose(ebm, plain_ebm, rtol=1e-12) and torch.allclose(kl, plain_kl, rtol=1e-12)
     plain_ess = effective_sample_fraction(t["f_samples"].detach() - t["log_q_samples"].detach())
     assert torch.allclose(ess, plain_ess, rtol=1e-12) and not ess.requires_grad
     names = list(t)
-    fused = torch.autograd.grad((w1 * ebm + w2 * kl).sum(), [t[k] for k in names], allow_unused=True)
+    fused = torch.autograd.grad((w1 * ebm + w2 * kl).sum(), [scores, log_q])
+    assert all(g.stride() == v.stride() for g, v in zip(fused, (scores, log_q)))  # no transposing copy
     plain = torch.autograd.grad((w1 * plain_ebm + w2 * plain_kl).sum(), [t[k] for k in names], allow_unused=True)
-    for name, a, b in zip(names, fused, plain):
-        if name == "log_q_data":
-            assert a is None and b is None
-        else:
-            assert torch.allclose(a, b, rtol=1e-10, atol=1e-12), name
+    plain = dict(zip(names, (torch.zeros(N, dtype=torch.float64) if g is None else g for g in plain)))
+    for a, b in zip(fused, _stacked(plain)):
+        assert torch.allclose(a, b, rtol=1e-10, atol=1e-12)
+    assert torch.equal(fused[1][0], torch.zeros(N, dtype=torch.float64))  # NCE's log q is detached
 
 
 def test_fused_joint_nce_sends_no_gradient_through_an_unused_loss() -> None:
-    t = _inputs(3)
-    ebm, kl, _ = obj.JointNCE.apply(*t.values())
-    gs = dict(zip(t, torch.autograd.grad(kl.sum(), list(t.values()), allow_unused=True)))
+    scores, log_q = (v.detach().requires_grad_() for v in _stacked(_inputs(3)))
+    ebm, kl, _ = obj.JointNCE.apply(scores, log_q)
+    g_scores, g_log_q = torch.autograd.grad(kl.sum(), [scores, log_q], allow_unused=True)
     # not even zeros for the scores: the EBM's parameters get no gradient from the KL term
-    assert gs["f_data"] is None and gs["f_samples"] is None and gs["log_q_data"] is None
-    assert gs["log_q_samples"].abs().sum() > 0
+    assert g_scores is None and g_log_q[1:].abs().sum() > 0
