@@ -12,7 +12,6 @@ from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, fit, lr_factor
 from ebreg.inference import effective_sample_fraction
 
 
-NCE_METHODS = ("nce_fixed", "nceplus_fixed", "joint_nce", "mdn_teacher")
 
 
 def _batch(d: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -35,8 +34,9 @@ def test_every_method_gives_finite_per_example_losses_reaching_every_parameter(m
     torch.stack([v.mean() for v in terms.values()]).sum().backward()
     for name, p in module.named_parameters():
         assert p.grad is not None, f"{method}: no gradient reaches {name}"
-        if name == "ebm.energy.out.bias" and method in NCE_METHODS:
-            # NCE is invariant to adding a constant to f: the output bias gets zero gradient
+        if name == "ebm.energy.out.bias":
+            # NCE and ML-IS are invariant to adding a constant to f (their normalisers absorb it):
+            # the output bias gets zero gradient (on CUDA exactly zero)
             assert p.grad.abs().max() < 1e-5
         else:
             assert p.grad.abs().sum() > 0, f"{method}: zero gradient at {name}"
