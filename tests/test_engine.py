@@ -12,8 +12,6 @@ from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, fit, lr_factor
 from ebreg.inference import effective_sample_fraction
 
 
-
-
 def _batch(d: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return torch.randn(n, 2, generator=g), torch.randn(n, d, generator=g)
