@@ -218,7 +218,7 @@ class ConditionalEBM(nn.Module):
             else:
                 scaled_log_q = log_q.detach() - self.y_scaling.log_abs_det()
             energy = energy + scaled_log_q
-        scores = energy / self.temperature + self.y_scaling.log_abs_det()
+        scores = torch.addcdiv(self.y_scaling.log_abs_det(), energy, self.temperature)  # log|det| + energy / T
         return scores.squeeze(0) if y.dim() == 2 else scores
 
     def proposal_distribution(self, h: Tensor) -> GaussianMixture:
