@@ -46,4 +46,4 @@ def test_a_short_joint_run_learns_toy1() -> None:
     kl = toy1_kl_to_truth(scorer(module.ebm), Toy1.true_log_prob, points=512)
     kl_q = toy1_kl_to_truth(scorer(module.ebm, proposal=True), Toy1.true_log_prob, points=512)
     # a flat model sits above 1.0 (see the test above); 20 epochs get well below
-    assert kl < 0.15 and kl_q < 0.2, (kl, kl_q)  # measured: 0.074 and 0.111
+    assert kl < 0.15 and kl_q < 0.2, (kl, kl_q)  # measured at this code: 0.067 and 0.102
