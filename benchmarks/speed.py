@@ -55,6 +55,18 @@ def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
     return 2 * size**3 * count / (time.perf_counter() - start) / 1e9
 
 
+def cpu_model() -> str:
+    """The CPU as ``/proc/cpuinfo`` names it (with family, model and whether it has AVX-512),
+    or what ``platform`` knows where that file is missing."""
+    try:
+        first = Path("/proc/cpuinfo").read_text().split("\n\n")[0]  # the first processor's block
+    except OSError:
+        return platform.processor() or platform.machine()
+    info = {k.strip(): v.strip() for k, v in (line.split(":", 1) for line in first.splitlines() if ":" in line)}
+    avx = "AVX-512" if "avx512f" in info.get("flags", "").split() else "no AVX-512"
+    return f"{info.get('model name', '?')} (family {info.get('cpu family', '?')} model {info.get('model', '?')}, {avx})"
+
+
 def head_flops_per_candidate(model_cfg) -> int:  # noqa: ANN001
     """Forward multiply-adds x 2 of the per-candidate layers of the energy head."""
     widths = [model_cfg.target_dim, *model_cfg.target_hidden]
@@ -261,7 +273,7 @@ def append_history(path: Path, result: dict[str, Any], command: str) -> list[dic
 
     history = json.loads(path.read_text()) if path.exists() else []
     toy = result["training"][0]
-    history.append({"library": result["library"], "commit": result["commit"],
+    history.append({"library": result["library"], "commit": result["commit"], "cpu": result["cpu"],
                     "when": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                     "command": command, "head_gflop_per_epoch": toy["head_gflop_per_epoch"], "runs": toy["runs"]})
     write_json(path, history)
@@ -306,7 +318,7 @@ def main() -> int:
     prediction_row(model, 1000)  # warm-up
     pred = prediction_row(model, 10_000)
     million = None if args.skip_million else million_rows(args.threads)
-    result = {"threads": args.threads, "torch": torch.__version__, "machine": platform.processor() or platform.machine(),
+    result = {"threads": args.threads, "torch": torch.__version__, "cpu": cpu_model(),
               "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million,
               "compile_warmup_s": compile_s}
     out = Path(args.out)
@@ -319,6 +331,10 @@ def main() -> int:
     write_text(out / "speed.md", text)
     print(text, flush=True)
     return 0
+
+
+#: the CPU of history records from before :func:`cpu_model` was recorded
+UNRECORDED_CPU = "not recorded"
 
 
 def pooled_toy_lines(history: list[dict[str, Any]], library: str) -> list[str]:
@@ -335,21 +351,27 @@ def pooled_toy_lines(history: list[dict[str, Any]], library: str) -> list[str]:
                 f"{b}{statistics.median(mult):.1f}{b} ({max(mult):.1f}) |")
 
     same = [h for h in history if h["library"] == library]
+    cpus = list(dict.fromkeys(h.get("cpu", UNRECORDED_CPU) for h in same))
     lines = ["", f"## Toy 1 over every recorded invocation (this library code: `ebreg/` tree {library[:12]})", "",
              "The VM has slow and fast spells of minutes in which the 1024 x 1024 matmul probe hardly",
              "moves while the toy step does, so one invocation's median depends on its spell. Every",
-             "invocation's toy runs are kept in `speed_history.json`; none is dropped.", "",
-             "| invocation finished (UTC) | runs | s/epoch | multiple of floor |", "|---|---|---|---|"]
-    lines += [row(h["when"], [h]) for h in same]
-    lines.append(row("**all of this code**", same, bold=True))
-    earlier = list(dict.fromkeys(h["library"] for h in history if h["library"] != library))
+             "invocation's toy runs are kept in `speed_history.json`; none is dropped. Runs are pooled",
+             "per CPU: across CPU kinds the probe and the toy step do not scale alike, so neither the",
+             "seconds nor the multiples of the floor of two kinds belong in one median.", "",
+             "| invocation finished (UTC) | CPU | runs | s/epoch | multiple of floor |", "|---|---|---|---|---|"]
+    for cpu in cpus:
+        on_cpu = [h for h in same if h.get("cpu", UNRECORDED_CPU) == cpu]
+        lines += [row(f"{h['when']} | {cpu}", [h]) for h in on_cpu]
+        lines.append(row(f"**all of this code on this CPU** | {cpu}", on_cpu, bold=True))
+    earlier = list(dict.fromkeys((h["library"], h.get("cpu", UNRECORDED_CPU)) for h in history
+                                 if h["library"] != library))
     if earlier:
-        lines += ["", "Earlier library versions (each pooled over its invocations):", "",
-                  "| `ebreg/` tree | invocations | runs | s/epoch | multiple of floor |", "|---|---|---|---|---|"]
-        for lib in earlier:
-            records = [h for h in history if h["library"] == lib]
+        lines += ["", "Earlier library versions (each pooled over its invocations on one CPU):", "",
+                  "| `ebreg/` tree | CPU | invocations | runs | s/epoch | multiple of floor |", "|---|---|---|---|---|---|"]
+        for lib, cpu in earlier:
+            records = [h for h in history if h["library"] == lib and h.get("cpu", UNRECORDED_CPU) == cpu]
             commits = ", ".join(dict.fromkeys(h.get("commit", "?") for h in records))
-            lines.append(f"| {lib[:12]} (at {commits}) | {len(records)} " + row("", records)[3:])
+            lines.append(f"| {lib[:12]} (at {commits}) | {cpu} | {len(records)} " + row("", records)[3:])
     return lines
 
 
