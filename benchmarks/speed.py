@@ -11,7 +11,8 @@ Measures, in one process (so every figure is a ratio to the same machine state):
   rows, 4 inputs, widths 128/64, batch 32, M = 1024), ``--repeats`` runs each; for the toy
   configuration also with the plain row-major energy head, with one (unbatched) product per
   layer, with autograd's backward of the head instead of the hand-written one, with Adam
-  over every parameter tensor instead of one flat tensor, and (in a
+  over every parameter tensor instead of one flat tensor, with ``nn.Module.__setattr__`` for
+  the hook name Lightning sets around every hook call, and (in a
   subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings, and with the
   head's layers compiled by ``torch.compile`` instead of the hand-written head;
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
@@ -96,6 +97,8 @@ def without_one_optimisation() -> dict[str, Callable[[], ContextManager[Any]]]:
         "head backward by autograd": lambda: patch.object(ebreg.ebm, "FeatureMajorHead",
                                                           SimpleNamespace(apply=_autograd_head)),
         "Adam over each parameter tensor": lambda: patch.object(ebreg.engine, "flatten", list),
+        "nn.Module's __setattr__ for Lightning's hook name": lambda: patch.object(
+            ebreg.engine.EBMTrainer, "__setattr__", torch.nn.Module.__setattr__),
     }
 
 

@@ -135,6 +135,16 @@ class EBMTrainer(L.LightningModule):
             net.y_scaling.fit_(y)
 
     # --------------------------------------------------------------- lightning
+    def __setattr__(self, name: str, value: object) -> None:
+        """``nn.Module.__setattr__``, except for the name of the hook being run, which Lightning
+        sets and restores around every hook call (about 26 times a step): a plain attribute,
+        stored without the module's checks for parameters, buffers and submodules (about 3 % of
+        a toy epoch, ``benchmarks/results/speed.md``)."""
+        if name == "_current_fx_name":
+            self.__dict__[name] = value
+        else:
+            super().__setattr__(name, value)
+
     def on_fit_start(self) -> None:
         seed = self.train_config.seed * 7919 + 104729 * self.global_rank
         self._generator = torch.Generator(device=self.device).manual_seed(seed)

@@ -253,3 +253,18 @@ def test_an_ebm_refining_an_mdn_trains_its_proposal_exactly_as_that_mdn() -> Non
                     [*mdn.feature_net.parameters(), *mdn.head.parameters()]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ebm.energy.out.weight, torch.zeros_like(ebm.energy.out.weight))  # the correction trained
+
+
+def test_lightning_hook_name_is_a_plain_attribute_and_training_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
+    module = EBMTrainer(ModelConfig(), TrainConfig())
+    module._current_fx_name = "training_step"  # the fast path: straight into the instance dict
+    assert module.__dict__["_current_fx_name"] == "training_step"
+    module.extra = torch.nn.Linear(1, 1)  # every other name takes nn.Module's path and registers
+    module.weight_extra = torch.nn.Parameter(torch.zeros(1))
+    assert "extra" in module._modules and "weight_extra" in module._parameters
+    x, y = torch.randn(64, 1), torch.randn(64, 1)
+    cfg = TrainConfig(epochs=1, seed=3)
+    fast = fit(ModelConfig(), cfg, x, y, progress=False).module.state_dict()
+    monkeypatch.setattr(EBMTrainer, "__setattr__", torch.nn.Module.__setattr__)
+    plain = fit(ModelConfig(), cfg, x, y, progress=False).module.state_dict()
+    assert fast.keys() == plain.keys() and all(torch.equal(fast[k], plain[k]) for k in fast)
