@@ -18,8 +18,9 @@ Measures, in one process (so every figure is a ratio to the same machine state):
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
   every candidate) divided by the matmul rate, and each epoch time as a multiple of it
   (median and worst over the runs);
-* prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024, and the peak memory
-  of the SNIS mean for 10^6 rows (in a subprocess).
+* prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024 (``--repeats`` rounds;
+  the interval also with torch's sort ranking the samples instead of numpy's), and the
+  peak memory of the SNIS mean for 10^6 rows (in a subprocess).
 Writes ``OUT/speed.json`` and ``OUT/speed.md``, and appends this invocation's toy runs to
 ``OUT/speed_history.json`` (with the git tree of ``ebreg/``): ``speed.md`` then also pools every
 recorded toy run of the same library code, so that slow and fast spells of the VM all count.
@@ -206,23 +207,39 @@ def default_malloc(threads: int, epochs: int) -> Run:
     return run
 
 
-def prediction_row(model, rows: int, num_samples: int = 1024) -> dict[str, Any]:  # noqa: ANN001
+def torch_sort_ranks() -> ContextManager[Any]:
+    """While entered, the quantiles rank each row's samples with torch's sort instead of numpy's."""
+    return patch("ebreg.inference.np.argsort", lambda a, axis: torch.from_numpy(a).argsort(axis).numpy())
+
+
+def prediction_row(model, rows: int, repeats: int, num_samples: int = 1024) -> dict[str, Any]:  # noqa: ANN001
+    """Median (and worst) over ``repeats`` rounds, each with fresh predictions: the SNIS mean, the
+    90 % interval from the same weighted samples, and that interval again with torch's sort."""
     from ebreg.config import ModelConfig
     from ebreg.predictive import SNISPredictive
 
     x = torch.rand(rows, 1) * 6 - 3
     gflops = matmul_gflops(seconds=0.5)
-    dist = SNISPredictive(model, x, num_samples, seed=0)
-    start = time.perf_counter()
-    dist.mean
-    mean_s = time.perf_counter() - start
-    start = time.perf_counter()
-    dist.interval(0.9)  # from the same weighted samples: no further energy evaluations
-    interval_s = time.perf_counter() - start
+    times: dict[str, list[float]] = {"mean": [], "interval": [], "torch_sort": []}
+    queries = {"mean": (lambda d: d.mean, nullcontext),  # draws and weighs the samples, kept for
+               "interval": (lambda d: d.interval(0.9), nullcontext),  # the intervals: no further energies
+               "torch_sort": (lambda d: d.interval(0.9), torch_sort_ranks)}
+    for _ in range(repeats):
+        dist = SNISPredictive(model, x, num_samples, seed=0)
+        for name, (query, context) in queries.items():
+            start = time.perf_counter()
+            with context():
+                query(dist)
+            times[name].append(time.perf_counter() - start)
+    together = [m + i for m, i in zip(times["mean"], times["interval"])]
     floor = prediction_floor_s(ModelConfig(), rows, num_samples, gflops)
-    return {"rows": rows, "num_samples": num_samples, "mean_s": mean_s, "interval_s": interval_s,
-            "mean_and_interval_s": mean_s + interval_s, "candidates_per_s": rows * num_samples / mean_s,
-            "gflops": gflops, "floor_s": floor, "multiple_of_floor": (mean_s + interval_s) / floor}
+    mean_s, median = statistics.median(times["mean"]), statistics.median
+    return {"rows": rows, "num_samples": num_samples, "repeats": repeats, "mean_s": mean_s,
+            "interval_s": median(times["interval"]), "interval_torch_sort_s": median(times["torch_sort"]),
+            "torch_sort_vs_default": median(t / i for t, i in zip(times["torch_sort"], times["interval"])),
+            "mean_and_interval_s": median(together), "mean_and_interval_s_worst": max(together),
+            "candidates_per_s": rows * num_samples / mean_s, "gflops": gflops, "floor_s": floor,
+            "multiple_of_floor": median(together) / floor, "multiple_of_floor_worst": max(together) / floor}
 
 
 def prediction_floor_s(model_cfg, rows: int, num_samples: int, gflops: float) -> float:  # noqa: ANN001
@@ -318,8 +335,8 @@ def main() -> int:
     from ebreg.ebm import ConditionalEBM
 
     model = ConditionalEBM.from_config(ModelConfig()).eval()
-    prediction_row(model, 1000)  # warm-up
-    pred = prediction_row(model, 10_000)
+    prediction_row(model, 1000, 1)  # warm-up
+    pred = prediction_row(model, 10_000, args.repeats)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "cpu": cpu_model(),
               "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million,
@@ -414,10 +431,13 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
                      f"({v['multiple_of_floor_worst']:.1f}) | {v['vs_default']:.2f} ({low:.2f}-{high:.2f}) |")
     p = r["prediction_1e4"]
     lines += ["", "## Prediction (toy model, M = 1024)", "",
-              f"- 10^4 rows: SNIS mean {p['mean_s']:.2f} s, 90 % interval {p['interval_s']:.2f} s, "
-              f"together **{p['mean_and_interval_s']:.2f} s** ({p['candidates_per_s'] / 1e6:.1f} M candidates/s; "
-              f"{p['multiple_of_floor']:.1f} times the floor of {p['floor_s']:.3f} s at {p['gflops']:.0f} GFLOP/s: "
-              "the head's forward FLOPs over every candidate, evaluated once for both)."]
+              f"- 10^4 rows (median of {p['repeats']} rounds, worst in brackets): SNIS mean {p['mean_s']:.2f} s, "
+              f"90 % interval {p['interval_s']:.2f} s, together **{p['mean_and_interval_s']:.2f} s** "
+              f"({p['mean_and_interval_s_worst']:.2f} s; {p['candidates_per_s'] / 1e6:.1f} M candidates/s; "
+              f"{p['multiple_of_floor']:.1f} ({p['multiple_of_floor_worst']:.1f}) times the floor of {p['floor_s']:.3f} s "
+              f"at {p['gflops']:.0f} GFLOP/s: the head's forward FLOPs over every candidate, evaluated once for both). "
+              f"The interval with torch's sort ranking the samples instead of numpy's: {p['interval_torch_sort_s']:.2f} s "
+              f"({p['torch_sort_vs_default']:.2f} times as long, median of the rounds' ratios)."]
     if r.get("prediction_1e6"):
         m = r["prediction_1e6"]
         lines.append(f"- 10^6 rows: SNIS mean in {m['mean_s']:.1f} s ({m['multiple_of_floor']:.1f} times the floor of "

@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Union
 
+import numpy as np
 import torch
 from torch import Tensor
 
@@ -86,9 +87,13 @@ class WeightedSamples:
 
     def weights(self) -> Tensor:
         """Self-normalised weights ``(E * M, n)``, summing to one over all samples."""
-        if self.members == 1:
-            return torch.softmax(self.log_weights, 0)
-        return (torch.softmax(self._blocks(), 1) / self.members).view_as(self.log_weights)
+        if self.log_weights.stride(0) == 1:  # each row's weights contiguous: a softmax along memory,
+            # several times faster than across it (SNISPredictive keeps its samples so)
+            per_row = self.log_weights.T.reshape(-1, self.members, self.num_samples)  # (n, E, M)
+            w = torch.softmax(per_row, 2).view(per_row.shape[0], -1).T
+        else:
+            w = torch.softmax(self._blocks(), 1).view_as(self.log_weights)
+        return w if self.members == 1 else w / self.members
 
     def mean(self) -> Tensor:
         """SNIS mean ``(n, D)``."""
@@ -124,10 +129,18 @@ class WeightedSamples:
         return out.squeeze(0) if self.members == 1 else out
 
     def _sorted_1d(self) -> tuple[Tensor, Tensor]:
+        """Each row's samples in increasing order and their weights in that order, both
+        ``(n, E * M)`` (D = 1)."""
         if self.samples.shape[-1] != 1:
             raise ValueError("quantiles, intervals and cdf need one-dimensional targets (D = 1)")
-        values, order = self.samples.squeeze(-1).sort(0)  # (M, n)
-        return values, self.weights().gather(0, order)
+        values, w = self.samples.squeeze(-1).T, self.weights().T  # (n, E * M)
+        if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
+            # numpy's vectorised sort (x86-simd-sort, Highway) ranks a CPU's rows about 2.5 times
+            # faster than torch's (benchmarks/results/speed.md times the interval with torch's)
+            order = torch.from_numpy(np.argsort(values.detach().numpy(), axis=1))
+        else:
+            order = values.argsort(1)
+        return values.gather(1, order), w.gather(1, order)
 
     def cdf(self, y: Tensor) -> Tensor:
         """Weighted empirical CDF at ``y`` ``(n,)`` or ``(n, 1)`` -> ``(n,)`` (D = 1)."""
@@ -142,14 +155,14 @@ class WeightedSamples:
         ``q`` a float -> ``(n,)``; ``q`` of shape ``(L,)`` -> ``(L, n)``. The quantile is the
         smallest sample whose cumulative weight reaches ``q``.
         """
-        values, w = self._sorted_1d()
+        values, w = self._sorted_1d()  # (n, E * M)
         levels = torch.as_tensor(q, dtype=values.dtype, device=values.device)
         if ((levels < 0) | (levels > 1)).any():
             raise ValueError(f"quantile levels must lie in [0, 1], got {q}")
-        cum = w.cumsum(0).T.contiguous()  # (n, M)
+        cum = w.cumsum(1)
         lv = levels.reshape(1, -1).expand(cum.shape[0], -1).contiguous()  # (n, L)
-        idx = torch.searchsorted(cum, lv).clamp_(max=values.shape[0] - 1)  # (n, L)
-        out = values.T.gather(1, idx).T  # (L, n)
+        idx = torch.searchsorted(cum, lv).clamp_(max=values.shape[1] - 1)  # (n, L)
+        out = values.gather(1, idx).T  # (L, n)
         return out.squeeze(0) if levels.dim() == 0 else out
 
     def interval(self, level: float = 0.9) -> tuple[Tensor, Tensor]:

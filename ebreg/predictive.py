@@ -175,10 +175,13 @@ class SNISPredictive(_Predictive):
         if self.x.shape[0] * self.num_samples * count > CACHE_CANDIDATES:
             return self._stream(fn)
         if self._cached is None:
-            packed = self._stream(lambda ws, _: torch.cat([ws.samples, ws.log_weights.unsqueeze(-1)], -1)
-                                  .transpose(0, 1))  # (n, E * M, D + 1)
-            packed = packed.transpose(0, 1)
-            self._cached = WeightedSamples(packed[..., :-1], packed[..., -1], count)
+            # per row: its samples, then its log-weights, M values each in a row of memory (the
+            # layout they are drawn and scored in: no transposing copies); weights() and the
+            # quantiles' sort then run along memory
+            packed = self._stream(lambda ws, _: torch.cat([ws.samples.permute(1, 2, 0),
+                                                           ws.log_weights.T.unsqueeze(1)], 1))  # (n, D + 1, E * M)
+            d = packed.shape[1] - 1
+            self._cached = WeightedSamples(packed[:, :d].permute(2, 0, 1), packed[:, d].T, count)
         with torch.no_grad():
             return fn(self._cached, slice(None))
 

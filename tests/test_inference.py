@@ -160,6 +160,52 @@ def test_ensemble_snis_is_the_equal_mixture_of_its_members(gen: torch.Generator)
     assert (ws.cdf(x) - 0.5).abs().max() < 0.02
 
 
+def _plain_quantiles(samples: Tensor, log_weights: Tensor, members: int, levels: Tensor) -> Tensor:
+    """Weighted quantiles ``(L, n)`` from a stable torch sort down each column, as by hand."""
+    m, n = log_weights.shape
+    w = (torch.softmax(log_weights.reshape(members, m // members, n), 1) / members).reshape(m, n)
+    values, order = samples.squeeze(-1).sort(dim=0, stable=True)
+    cum = w.gather(0, order).cumsum(0)
+    idx = torch.stack([(cum < level).sum(0).clamp(max=m - 1) for level in levels])  # first reaching each level
+    return values.gather(0, idx)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.float16])
+@pytest.mark.parametrize("members", [1, 3])
+def test_quantiles_equal_a_plain_sort_in_every_memory_layout(dtype: torch.dtype, members: int) -> None:
+    # float32 and float64 rank rows with numpy's sort, float16 with torch's; the samples and
+    # log-weights row-major (M, n), per row contiguous (as drawn and as SNISPredictive keeps
+    # them) and interleaved per row (samples then log-weights)
+    g = torch.Generator().manual_seed(3)
+    m, n = 96 * members, 7
+    samples = torch.randn(m, n, 1, generator=g).to(dtype)
+    log_weights = (2 * torch.randn(m, n, generator=g)).to(dtype)
+    levels = torch.tensor([0.0, 0.05, 0.31, 0.5, 0.95, 1.0])
+    expected = _plain_quantiles(samples, log_weights, members, levels.to(dtype))
+    packed = torch.cat([samples.permute(1, 2, 0), log_weights.T.unsqueeze(1)], 1)  # (n, 2, M)
+    layouts = {"row-major": (samples, log_weights),
+               "per row": (samples.permute(1, 2, 0).contiguous().permute(2, 0, 1), log_weights.T.contiguous().T),
+               "interleaved": (packed[:, :1].permute(2, 0, 1), packed[:, 1].T)}
+    for name, (s, lw) in layouts.items():
+        ws = WeightedSamples(s, lw, members)
+        assert torch.equal(ws.quantile(levels), expected), name
+        low, high = ws.interval(0.9)
+        assert torch.equal(torch.stack([low, high]), expected[[1, 4]]), name
+
+
+@pytest.mark.parametrize("members", [1, 2])
+def test_weights_are_the_same_softmax_in_either_memory_layout(members: int) -> None:
+    g = torch.Generator().manual_seed(4)
+    log_weights = 5 * torch.randn(64 * members, 9, generator=g)
+    samples = torch.randn(64 * members, 9, 1, generator=g)
+    row_major = WeightedSamples(samples, log_weights, members).weights()
+    per_row = WeightedSamples(samples, log_weights.T.contiguous().T, members).weights()
+    assert per_row.shape == row_major.shape == log_weights.shape
+    torch.testing.assert_close(per_row, row_major, rtol=1e-6, atol=0)
+    blocks = per_row.reshape(members, 64, 9).sum(1)
+    torch.testing.assert_close(blocks, torch.full((members, 9), 1 / members))
+
+
 def test_quantiles_of_a_known_distribution(gen: torch.Generator) -> None:
     model = KnownEBM()
     ws = importance_sample(model, torch.zeros(3, 1, dtype=torch.float64), num_samples=100_000, generator=gen)
