@@ -218,6 +218,29 @@ def test_cached_and_streamed_predictions_agree(fitted, monkeypatch) -> None:  # 
     assert np.allclose(streamed.interval(0.8), (low, high), atol=1e-6)
 
 
+@pytest.mark.parametrize("members", [1, 2])
+def test_cached_and_streamed_snis_agree_for_two_dimensional_targets(members: int, monkeypatch) -> None:  # noqa: ANN001
+    # the cache keeps each row's samples and log-weights interleaved in memory: every query
+    # must read them as the streamed, freshly drawn ones
+    from ebreg import predictive
+    from ebreg.config import ModelConfig
+    from ebreg.ebm import ConditionalEBM
+
+    torch.manual_seed(0)
+    models = [ConditionalEBM.from_config(ModelConfig(target_dim=2)).eval() for _ in range(members)]
+    model = models[0] if members == 1 else models
+    x, y = torch.rand(40, 1), np.random.default_rng(0).normal(size=(40, 2)).astype(np.float32)
+
+    def answers() -> list[np.ndarray]:
+        dist = predictive.SNISPredictive(model, x, 128, seed=1)
+        return [dist.mean, dist.stddev, dist.ess, dist.sample(4), dist.log_prob(y)]
+
+    cached = answers()
+    monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
+    for got, want in zip(answers(), cached):
+        np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+
+
 def test_default_methods_and_ensemble_sizes_are_the_documented_ones(monkeypatch) -> None:  # noqa: ANN001
     import ebreg.engine
     import ebreg.estimators
