@@ -77,7 +77,7 @@ def _score(dataset: str, score, test) -> float:
     import torch
 
     from ebreg.datasets import Toy1
-    from ebreg.evaluation import TOY2_GRID, grid_nll, toy1_kl_to_truth
+    from ebreg.app.evaluation import TOY2_GRID, grid_nll, toy1_kl_to_truth
 
     if dataset == "toy1":
         return toy1_kl_to_truth(score, Toy1.true_log_prob)
@@ -99,7 +99,7 @@ def _snis_report(ebm, test, seed: int) -> dict[str, float]:
     """SNIS test NLL at M = 1024 and 8192 and the SNIS mean's RMSE against the grid mean."""
     import torch
 
-    from ebreg.evaluation import TOY2_GRID, grid_scores, scorer
+    from ebreg.app.evaluation import TOY2_GRID, grid_scores, scorer
     from ebreg.inference import log_likelihood, predict_mean
 
     x = torch.as_tensor(test.x, dtype=torch.float32).view(-1, 1)
@@ -119,8 +119,8 @@ def _figure(path: Path, dataset: str, panels_models: list[tuple[str, Any]]) -> N
     import torch
 
     from ebreg.datasets import Toy1, Toy2
-    from ebreg.evaluation import grid_scores
-    from ebreg.plotting import density_panels
+    from ebreg.app.evaluation import grid_scores
+    from ebreg.app.plotting import density_panels
 
     lo, hi = (-3.0, 3.0) if dataset == "toy1" else (-6.0, 11.0)
     xs = torch.linspace(-3.0, 3.0, 300) if dataset == "toy1" else torch.linspace(0.0, 1.0, 300)
@@ -144,7 +144,7 @@ def run_one(dataset: str, method: str, k: int | None, seed: int, data_dir: str, 
     torch.set_num_threads(1)
     from ebreg.config import ModelConfig, TrainConfig
     from ebreg.engine import NonFiniteLossError, fit
-    from ebreg.evaluation import scorer
+    from ebreg.app.evaluation import scorer
 
     train, test, source = _data(dataset, Path(data_dir))
     base_method, _, variant = method.partition("+")

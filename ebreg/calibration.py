@@ -48,7 +48,7 @@ def temperature_log_likelihoods(
         h = model.features(x[rows])
         q = model.proposal_distribution(h)
         log_q, log_q_y = q.log_prob(ws.samples), q.log_prob(y[rows])
-        f, f_y = ws.log_weights + log_q, model.log_unnormalized(None, y[rows], h=h, log_q=log_q_y)
+        f, f_y = ws.log_weights + log_q, model.log_unnormalized(None, y[rows], h=h, proposal_log_prob=log_q_y)
         log_w = torch.cat([f.unsqueeze(0) / t - log_q, (f_y / t - log_q_y).view(len(t), 1, -1)], 1)  # (L, M+1, n)
         log_z = torch.logsumexp(log_w, 1) - math.log(ws.num_samples + 1)  # (L, n)
         return (f_y / t.view(-1, 1) - log_z).T

@@ -6,32 +6,40 @@ import dataclasses
 import math
 from dataclasses import dataclass
 from types import MappingProxyType
-from typing import Any
+from typing import Any, Literal, get_args
 
 __all__ = [
-    "ModelConfig", "TrainConfig", "METHODS", "EBM_METHODS", "FIXED_METHODS", "JOINT_METHODS",
-    "MDN_METHODS", "REFINE_MDN_MODEL", "REFINE_MDN_TRAIN",
+    "ModelConfig", "TrainConfig", "Method", "FixedProposalMethod", "JointMethod", "MDNMethod", "Backbone",
+    "LRSchedule", "METHODS", "REFINE_MDN_MODEL", "REFINE_MDN_TRAIN",
 ]
 
-#: Training methods. ``*_fixed`` use the fixed proposal centred at the target; ``joint_*``
-#: learn an MDN proposal with the EBM (variant B: ``joint_nce``, variant A: ``joint_mlis``);
-#: ``mdn`` is an MDN by NLL and ``mdn_teacher`` an MDN trained with an EBM teacher.
-#: The first of JOINT_METHODS and of MDN_METHODS is the estimators' default.
-FIXED_METHODS = ("nce_fixed", "mlis_fixed", "nceplus_fixed")
-JOINT_METHODS = ("joint_nce", "joint_mlis")
-MDN_METHODS = ("mdn", "mdn_teacher")
-METHODS = FIXED_METHODS + JOINT_METHODS + MDN_METHODS
-LR_SCHEDULES = ("constant", "cosine")
+#: Training methods whose EBM learns against a fixed proposal centred at the target (prior
+#: work; no stand-alone test-time model)
+FixedProposalMethod = Literal["nce_fixed", "mlis_fixed", "nceplus_fixed"]
+#: Training methods that learn an EBM and its MDN proposal together (variant B: ``joint_nce``,
+#: the default of :class:`ebreg.EBMRegressor`; variant A: ``joint_mlis``)
+JointMethod = Literal["joint_nce", "joint_mlis"]
+#: Training methods whose test-time model is an MDN: by its NLL (``mdn``, the default of
+#: :class:`ebreg.MDNRegressor`) or with an EBM teacher (``mdn_teacher``)
+MDNMethod = Literal["mdn", "mdn_teacher"]
+#: Every training method; what each one trains and how is in :mod:`ebreg.methods`
+Method = Literal[FixedProposalMethod, JointMethod, MDNMethod]
+METHODS: tuple[str, ...] = get_args(Method)
+LRSchedule = Literal["constant", "cosine"]
 #: feature networks: an MLP for tables, a small CNN or torchvision's ResNet-18 for images
-BACKBONES = ("mlp", "cnn", "resnet18")
-#: Methods whose test-time model is an EBM (the others test an MDN).
-EBM_METHODS = FIXED_METHODS + JOINT_METHODS
+Backbone = Literal["mlp", "cnn", "resnet18"]
 #: ModelConfig and TrainConfig settings under which ``joint_nce`` trains an EBM that refines an
 #: MDN (``EBMRegressor(refine_mdn=True)``): the proposal and the features learn from the NLL
 #: alone, as a stand-alone MDN's, and the energy head a correction of that density
 REFINE_MDN_MODEL = MappingProxyType({"residual_energy": True, "detach_proposal_features": False,
                                      "detach_energy_features": True})
 REFINE_MDN_TRAIN = MappingProxyType({"proposal_nll_weight": 1.0, "proposal_kl_weight": 0.0})
+
+
+def _one_of(name: str, value: object, options: Any) -> None:
+    """Refuse a value that is not one of a ``Literal`` type's strings."""
+    if value not in get_args(options):
+        raise ValueError(f"unknown {name} {value!r}; choose one of {', '.join(get_args(options))}")
 
 
 def _positive_ints(name: str, values: tuple[int, ...], allow_empty: bool = False) -> None:
@@ -87,12 +95,11 @@ class ModelConfig(_JsonConfig):
     residual_energy: bool = False
     min_scale: float = 1e-3
     max_scale: float = 1e3
-    backbone: str = "mlp"
+    backbone: Backbone = "mlp"
     input_channels: int = 1
 
     def __post_init__(self) -> None:
-        if self.backbone not in BACKBONES:
-            raise ValueError(f"unknown backbone {self.backbone!r}; choose one of {', '.join(BACKBONES)}")
+        _one_of("backbone", self.backbone, Backbone)
         _positive_ints("input_channels", (self.input_channels,))
         _positive_ints("input_dim/target_dim/joint_width/components",
                        (self.input_dim, self.target_dim, self.joint_width, self.components))
@@ -113,7 +120,7 @@ class ModelConfig(_JsonConfig):
 class TrainConfig(_JsonConfig):
     """Optimisation settings.
 
-    The defaults keep the reference's budget and optimiser (method.md §7: Adam, batch 32,
+    The defaults keep the reference's budget and optimiser (Adam, batch 32,
     75 epochs, M = 1024) but not its constant learning rate of 1e-3: a linear warm-up over
     the first ``warmup_fraction`` of the steps to ``lr`` = 3e-3, then cosine decay to zero.
     On toy 1 this roughly halves the KL to the truth within the same budget
@@ -135,7 +142,7 @@ class TrainConfig(_JsonConfig):
     (for an EBM that refines it, ``ModelConfig(residual_energy=True)``).
     """
 
-    method: str = "joint_nce"
+    method: Method = "joint_nce"
     epochs: int = 75
     batch_size: int = 32
     lr: float = 3e-3
@@ -144,7 +151,7 @@ class TrainConfig(_JsonConfig):
     nce_plus_beta: float = 0.025
     grad_clip_norm: float | None = None
     warmup_fraction: float = 0.06
-    lr_schedule: str = "cosine"
+    lr_schedule: LRSchedule = "cosine"
     standardize: bool = True
     patience: int | None = None
     proposal_nll_weight: float = 0.0
@@ -160,8 +167,7 @@ class TrainConfig(_JsonConfig):
         return cls(**{**base, **changes})
 
     def __post_init__(self) -> None:
-        if self.method not in METHODS:
-            raise ValueError(f"unknown method {self.method!r}; choose one of {', '.join(METHODS)}")
+        _one_of("method", self.method, Method)
         _positive_ints("epochs/batch_size/num_samples",
                        (self.epochs, self.batch_size, self.num_samples))
         if not (self.lr > 0 and math.isfinite(self.lr)):
@@ -176,8 +182,8 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"grad_clip_norm must be positive or None, got {self.grad_clip_norm}")
         if not (self.proposal_nll_weight >= 0 and math.isfinite(self.proposal_nll_weight)):
             raise ValueError(f"proposal_nll_weight must be finite and >= 0, got {self.proposal_nll_weight}")
-        if self.proposal_nll_weight and self.method not in JOINT_METHODS:
-            raise ValueError(f"proposal_nll_weight applies to the joint methods ({', '.join(JOINT_METHODS)}), "
+        if self.proposal_nll_weight and self.method not in get_args(JointMethod):
+            raise ValueError(f"proposal_nll_weight applies to the joint methods ({', '.join(get_args(JointMethod))}), "
                              f"not to {self.method!r}")
         if not (self.proposal_kl_weight >= 0 and math.isfinite(self.proposal_kl_weight)):
             raise ValueError(f"proposal_kl_weight must be finite and >= 0, got {self.proposal_kl_weight}")
@@ -185,8 +191,6 @@ class TrainConfig(_JsonConfig):
             raise ValueError(f"proposal_kl_weight applies to joint_nce only, not to {self.method!r}")
         if self.proposal_kl_weight == 0 and self.proposal_nll_weight == 0:
             raise ValueError("proposal_kl_weight = 0 needs proposal_nll_weight > 0: nothing would train the proposal")
-        if self.lr_schedule not in LR_SCHEDULES:
-            raise ValueError(f"unknown lr_schedule {self.lr_schedule!r}; choose one of "
-                             f"{', '.join(LR_SCHEDULES)}")
+        _one_of("lr_schedule", self.lr_schedule, LRSchedule)
         if not 0 <= self.warmup_fraction < 1:
             raise ValueError(f"warmup_fraction must lie in [0, 1), got {self.warmup_fraction}")

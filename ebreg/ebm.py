@@ -10,7 +10,8 @@ from torch import Tensor, nn
 
 from ._shapes import as_candidates
 from .config import ModelConfig
-from .feature_major import FeatureMajorHead, head_layers
+from ._fast import current as current_fast_paths
+from ._fast import feature_major
 from .nn import ResidualBlock, feature_network, full_precision, linear_over_rows, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
@@ -25,20 +26,16 @@ class EnergyHead(nn.Module):
     ``W_h h + W_u u + b`` so that ``W_h h + b`` is computed once per x and broadcast over the
     M candidates; then residual blocks and a Linear to one score.
 
-    Narrow heads (every width at most :attr:`FEATURE_MAJOR_MAX_WIDTH`) evaluate the M * n
-    candidates feature-major: activations are ``(width, candidates)`` and each layer is a
-    ``W @ Z`` product, about twice as fast on a CPU as the usual ``(candidates, width)``
-    layout at width 10. On a CPU with several threads the inputs are also split into up to
-    :meth:`chunks` groups, one batched product per layer: a single ``10 x 10`` by ``10 x N``
-    product barely uses a second thread, a batch of them does. Wider heads use
-    the usual layout, which is as fast there. ``benchmarks/results/speed.md`` times the toy
-    model with the row-major layout and with one product per layer. All layouts give the
-    same scores up to float rounding.
-    """
+    Narrow heads take a faster path with the same values,
+    :func:`ebreg._fast.feature_major.scores` (flag ``feature_major_head``).
 
-    FEATURE_MAJOR_MAX_WIDTH = 32
-    #: chunks per thread for the batched feature-major products
-    CHUNKS_PER_THREAD = 4
+    Args:
+        feature_dim: width H of the features h.
+        target_dim: D.
+        target_hidden: widths of the target MLP (empty: y enters the joint layer directly).
+        joint_width: width of the joint layer and the residual blocks.
+        residual_blocks: number of blocks ``z -> z + relu(W z + b)``.
+    """
 
     def __init__(
         self,
@@ -55,49 +52,15 @@ class EnergyHead(nn.Module):
         self.joint = nn.Linear(feature_dim + u_dim, joint_width)
         self.blocks = nn.Sequential(*(ResidualBlock(joint_width) for _ in range(residual_blocks)))
         self.out = nn.Linear(joint_width, 1)
-        self.feature_major = max((*target_hidden, joint_width)) <= self.FEATURE_MAJOR_MAX_WIDTH
 
     def forward(self, h: Tensor, y: Tensor) -> Tensor:
-        """``h``: ``(n, H)``; ``y``: ``(M, n, D)`` -> scores ``(M, n)``."""
-        if not self.feature_major:
-            return self.forward_reference(h, y)
-        return self.forward_feature_major(h, y, self.chunks(h))
+        """``h``: ``(n, H)``; ``y``: ``(M, n, D)`` -> scores ``(M, n)``.
 
-    @classmethod
-    def chunks(cls, h: Tensor) -> int:
-        """Most groups of inputs for the batched products: 1 off the CPU or on one thread."""
-        threads = torch.get_num_threads()
-        return cls.CHUNKS_PER_THREAD * threads if h.device.type == "cpu" and threads > 1 else 1
-
-    def forward_feature_major(self, h: Tensor, y: Tensor, chunks: int) -> Tensor:
-        """The scores ``(M, n)`` with activations ``(c, width, g M)``: the n inputs are split into
-        c groups of g (c the largest divisor of n up to ``chunks``), the M candidates of each input
-        contiguous. Candidates stored input-major, as :meth:`GaussianMixture.sample` draws them
-        (``y.permute(1, 2, 0)`` contiguous), need no copy for D = 1 or g = 1; the scores come back
-        in that layout too. When gradients are needed (outside autocast) the layers run as one
-        autograd node with a hand-written backward (:class:`ebreg.feature_major.FeatureMajorHead`)."""
-        m, n, d = y.shape
-        c = largest_divisor_up_to(n, chunks)
-        z = y.permute(1, 2, 0).reshape(c, n // c, d, m).transpose(1, 2).reshape(c, d, -1)
-        # strides (D L, L, 1): on other strides torch takes a slow path for the first layer's products
-        z = z.contiguous()
-        w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
-        per_x = torch.addmm(self.joint.bias.unsqueeze(1), w_h, h.T)  # (W, n), once per x
-        per_x = per_x.view(-1, c, n // c).transpose(0, 1)  # (c, W, g)
-        linears = [layer for layer in self.target_net if isinstance(layer, nn.Linear)]
-        params = [t for layer in linears for t in (layer.weight, layer.bias)] + [w_u]
-        params += [t for block in self.blocks for t in (block.linear.weight, block.linear.bias)]
-        params += [self.out.weight, self.out.bias]
-        if torch.is_grad_enabled() and not torch.is_autocast_enabled(h.device.type):
-            scores = FeatureMajorHead.apply(z, per_x, len(linears), len(self.blocks), *params)
-        else:
-            scores = head_layers(z, per_x, len(linears), len(self.blocks), params)
-        return scores.view(n, m).T
-
-    def forward_reference(self, h: Tensor, y: Tensor) -> Tensor:
-        """The same scores in the row-major layout ``(M, n, width)`` (wide heads, tests and the
-        speed benchmark). The first product over the D-wide candidates is
-        :func:`ebreg.nn.linear_over_rows`."""
+        Activations are ``(M, n, width)``; the first product over the D-wide candidates is
+        :func:`ebreg.nn.linear_over_rows`.
+        """
+        if current_fast_paths().feature_major_head and feature_major.suits(self):
+            return feature_major.scores(self, h, y)
         w_h, w_u = self.joint.weight.split([self.feature_dim, self.joint.in_features - self.feature_dim], 1)
         per_x = F.linear(h, w_h, self.joint.bias)  # (n, W)
         if len(self.target_net):
@@ -108,11 +71,6 @@ class EnergyHead(nn.Module):
             joint_u = linear_over_rows(w_u, None, y)
         z = torch.relu(per_x + joint_u)  # (M, n, W)
         return self.out(self.blocks(z)).squeeze(-1)
-
-
-def largest_divisor_up_to(n: int, k: int) -> int:
-    """The largest divisor of ``n`` that is at most ``k`` (at least 1)."""
-    return next((c for c in range(min(n, k), 0, -1) if n % c == 0), 1)
 
 
 class ConditionalEBM(nn.Module):
@@ -195,14 +153,15 @@ class ConditionalEBM(nn.Module):
         return self.feature_net(self.x_scaling(x))
 
     def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
-                         log_q: Tensor | None = None) -> Tensor:
+                         proposal_log_prob: Tensor | None = None) -> Tensor:
         """Scores ``f(x, y) / T``, a log-density up to a constant (T: the ``temperature``
         buffer, 1 unless :mod:`ebreg.calibration` set it).
 
         ``y``: ``(M, n, D)`` -> ``(M, n)``, or ``(n, D)`` -> ``(n,)``. Pass precomputed
         features as ``h`` (then ``x`` is ignored) to evaluate g once per x, and, when the caller
-        has it, the learned proposal's log-density at ``y`` as ``log_q`` (shaped as the scores,
-        original units): a ``residual_energy`` model adds it instead of computing it again.
+        has it, this model's learned proposal's log-density at ``y`` as ``proposal_log_prob``
+        (shaped as the scores, original units): a ``residual_energy`` model adds it instead of
+        computing it again; other models ignore it.
         """
         if h is None:
             if x is None:
@@ -212,11 +171,11 @@ class ConditionalEBM(nn.Module):
         y_scaled = self.y_scaling(as_candidates(y))
         energy = full_precision(self.energy(h.detach() if self.detach_energy_features else h, y_scaled))
         if self.residual_energy:  # + sg[log q], in the networks' standardised units
-            if log_q is None:
+            if proposal_log_prob is None:
                 with torch.no_grad():  # no graph to build
                     scaled_log_q = self.proposal(h).log_prob(y_scaled)
             else:
-                scaled_log_q = log_q.detach() - self.y_scaling.log_abs_det()
+                scaled_log_q = proposal_log_prob.detach() - self.y_scaling.log_abs_det()
             energy = energy + scaled_log_q
         scores = torch.addcdiv(self.y_scaling.log_abs_det(), energy, self.temperature)  # log|det| + energy / T
         return scores.squeeze(0) if y.dim() == 2 else scores

@@ -20,16 +20,16 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from . import methods
+from ._fast.allocator import keep_freed_memory_if_enabled
+from ._fast.flat_parameters import optimizer_parameters, unflatten, zero_flat_grad
 from ._shapes import as_targets, check_finite
-from .allocator import keep_freed_memory
-from .config import FIXED_METHODS, JOINT_METHODS, MDN_METHODS, ModelConfig, TrainConfig
+from .config import ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
 from .finite_check import FiniteLossCheck, NonFiniteLossError, defers_finite_check
-from .flat_parameters import flatten, unflatten, zero_flat_grad
-from .inference import effective_sample_fraction, log_likelihood
+from .inference import log_likelihood
 from .mdn import MixtureDensityNetwork
-from .objectives import JointNCE, joint_mlis, mdn_nll, ml_is, nce, teacher_student
-from .proposals import FixedGaussianMixture, GaussianMixture
+from .proposals import FixedGaussianMixture
 
 __all__ = ["NonFiniteLossError", "EBMTrainer", "fit", "FitResult", "KeepBestWeights"]
 
@@ -39,90 +39,42 @@ VALIDATION_SAMPLES = 1024
 
 
 class EBMTrainer(L.LightningModule):
-    """Trains one method of :data:`ebreg.config.METHODS` on ``(x, y)`` batches.
+    """Trains one method of :data:`ebreg.methods.REGISTRY` on ``(x, y)`` batches.
 
-    Holds ``ebm`` (a :class:`ConditionalEBM`; for ``mdn_teacher`` the teacher) and/or ``mdn``
-    (a :class:`MixtureDensityNetwork`, for ``mdn`` and ``mdn_teacher``). One Adam optimiser
-    over all parameters: every loss term reaches only its own network (the stop-gradients
-    live in :mod:`ebreg.objectives`), so summing the terms equals separate updates.
+    Holds the networks the method asks for: ``ebm`` (a :class:`ConditionalEBM`; for
+    ``mdn_teacher`` the teacher), ``mdn`` (a :class:`MixtureDensityNetwork`) and ``fixed`` (the
+    fixed proposal); the others are None. One Adam optimiser over all parameters: every loss
+    term reaches only its own network (the stop-gradients live in :mod:`ebreg.objectives`), so
+    summing the terms equals separate updates.
     """
 
     def __init__(self, model_config: ModelConfig, train_config: TrainConfig) -> None:
         super().__init__()
         self.model_config, self.train_config = model_config, train_config
-        method = train_config.method
+        self.method = methods.get(train_config.method)
+        learned = self.method.proposal == "learned"
         self.ebm: ConditionalEBM | None = None
         self.mdn: MixtureDensityNetwork | None = None
         self.fixed: FixedGaussianMixture | None = None
-        if method != "mdn":
-            self.ebm = ConditionalEBM.from_config(model_config, with_proposal=method in JOINT_METHODS)
-        if method in MDN_METHODS:
+        if self.method.trains_ebm:
+            self.ebm = ConditionalEBM.from_config(model_config, with_proposal=learned)
+        if self.method.proposal == "mdn":
             self.mdn = MixtureDensityNetwork.from_config(model_config)
-        if method in FIXED_METHODS:
+        if self.method.proposal == "fixed":
             self.fixed = FixedGaussianMixture(train_config.fixed_sigmas)
-        self._generator: torch.Generator | None = None
+        self.generator: torch.Generator | None = None
         self._train_sums: Tensor | None = None  # per-epoch sums of the loss terms over examples
         self._train_names: list[str] = []
         self._train_count = 0
 
-    # ------------------------------------------------------------------ losses
-    def _proposal(self, x: Tensor, y: Tensor, h: Tensor | None) -> GaussianMixture:
-        method = self.train_config.method
-        if method in FIXED_METHODS:
-            return self.fixed(y)
-        if method in JOINT_METHODS:
-            return self.ebm.proposal_distribution(h)
-        return self.mdn(x)
+    def test_model(self) -> ConditionalEBM | MixtureDensityNetwork | None:
+        """The network that predicts at test time (None for fixed-proposal methods)."""
+        return {"ebm": self.ebm, "mdn": self.mdn, None: None}[self.method.test_model]
 
+    # ------------------------------------------------------------------ losses
     def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Per-example loss terms ``{name: (n,)}`` of the configured method for a batch."""
-        return self._losses_and_ess(x, y)[0]
-
-    def _losses_and_ess(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
-        """The loss terms and, for EBM methods, the effective sample size of the proposal
-        samples as a fraction of M, per example ``(n,)`` (a diagnostic, no gradient)."""
-        cfg = self.train_config
-        y = as_targets(y)
-        h = self.ebm.features(x) if self.ebm is not None else None
-        q = self._proposal(x, y, h)
-        if cfg.method == "mdn":
-            return {"nll": mdn_nll(q.log_prob(y))}, None
-        if cfg.method == "nceplus_fixed":  # a perturbed target, with the perturbation's density
-            ys = q.sample((cfg.num_samples,), generator=self._generator)  # (M, n, D), no grad
-            y0, log_q_data = self.fixed.perturb(y, cfg.nce_plus_beta, self._generator)
-            candidates = torch.cat([y0.unsqueeze(0), ys])
-            log_q = torch.cat([log_q_data.unsqueeze(0), q.log_prob(ys)])
-        else:
-            # (M + 1, n, D): the target first, then M samples; one density evaluation for all
-            candidates = q.sample((cfg.num_samples,), generator=self._generator, prepend=y)
-            log_q = q.log_prob(candidates)
-            log_q_data = log_q[0]
-        log_q_samples = log_q[1:]
-        # a residual EBM adds the proposal's log-density of its candidates: hand it the ones just computed
-        scores = self.ebm.log_unnormalized(None, candidates, h=h, log_q=log_q if self.ebm.residual_energy else None)
-        f_data, f_samples = scores[0], scores[1:]
-        if cfg.method == "joint_nce":
-            # its two losses and the ESS in one pass: the step backpropagates through their sum once
-            ebm_loss, kl, ess = JointNCE.apply(scores, log_q)
-        else:
-            with torch.no_grad():
-                ess = effective_sample_fraction(f_samples - log_q_samples)
-        if cfg.method == "mlis_fixed":
-            return {"ml_is": ml_is(f_data, f_samples, log_q_samples)}, ess
-        if cfg.method in ("nce_fixed", "nceplus_fixed"):
-            return {"nce": nce(f_data, log_q_data, f_samples, log_q_samples)}, ess
-        if cfg.method in JOINT_METHODS:
-            if cfg.method == "joint_mlis":
-                terms = {"ml_is": joint_mlis(f_data, f_samples, log_q_samples)}
-            else:
-                terms = {"nce": ebm_loss}
-                if cfg.proposal_kl_weight:
-                    terms["proposal_kl"] = kl if cfg.proposal_kl_weight == 1 else cfg.proposal_kl_weight * kl
-            if cfg.proposal_nll_weight:
-                terms["proposal_nll"] = cfg.proposal_nll_weight * mdn_nll(log_q_data)
-            return terms, ess
-        teacher, student = teacher_student(f_data, log_q_data, f_samples, log_q_samples)
-        return {"teacher_nce": teacher, "student": student}, ess
+        return self.method.loss_terms(self, x, as_targets(y), self.train_config)[0]
 
     @torch.no_grad()
     def fit_scaling(self, x: Tensor, y: Tensor) -> None:
@@ -135,26 +87,17 @@ class EBMTrainer(L.LightningModule):
             net.y_scaling.fit_(y)
 
     # --------------------------------------------------------------- lightning
-    def __setattr__(self, name: str, value: object) -> None:
-        """``nn.Module.__setattr__``, except for the name of the hook being run, which Lightning
-        sets and restores around every hook call (about 26 times a step): a plain attribute,
-        stored without the module's checks for parameters, buffers and submodules (about 3 % of
-        a toy epoch, ``benchmarks/results/speed.md``)."""
-        if name == "_current_fx_name":
-            self.__dict__[name] = value
-        else:
-            super().__setattr__(name, value)
-
     def on_fit_start(self) -> None:
         seed = self.train_config.seed * 7919 + 104729 * self.global_rank
-        self._generator = torch.Generator(device=self.device).manual_seed(seed)
+        self.generator = torch.Generator(device=self.device).manual_seed(seed)
 
     def on_train_start(self) -> None:
         deferred = defers_finite_check(self.device)
         self._finite_check = FiniteLossCheck(self.optimizers(use_pl_optimizer=False) if deferred else None)
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        per_example, ess = self._losses_and_ess(*batch)
+        x, y = batch
+        per_example, ess = self.method.loss_terms(self, x, as_targets(y), self.train_config)
         terms = {k: v.mean() for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
         self._finite_check(loss, terms, (self.global_step, self.current_epoch, batch_idx))
@@ -162,9 +105,9 @@ class EBMTrainer(L.LightningModule):
             terms["ess_fraction"] = ess.mean()
         # epoch means accumulated here and logged once per epoch: a self.log per term and
         # step costs about a tenth of a small model's step
-        sums = torch.stack(list(terms.values())).detach() * len(batch[0])
+        sums = torch.stack(list(terms.values())).detach() * len(x)
         self._train_sums = sums if self._train_sums is None else self._train_sums + sums
-        self._train_names, self._train_count = list(terms), self._train_count + len(batch[0])
+        self._train_names, self._train_count = list(terms), self._train_count + len(x)
         return loss
 
     def on_train_epoch_end(self) -> None:
@@ -177,20 +120,19 @@ class EBMTrainer(L.LightningModule):
     def validation_nll(self, x: Tensor, y: Tensor) -> Tensor | None:
         """Per-example NLL ``(n,)`` of the test-time model in original units, or None.
 
-        MDN methods: the MDN's exact NLL. Joint methods: SNIS with the learned proposal at
+        An MDN: its exact NLL. An EBM: SNIS with the learned proposal at
         M = max(``num_samples``, 1024) (a small M biases log Z low and the NLL with it, most
         when the proposal is still poor), drawn with the same noise every epoch so that
-        epochs compare.
-        Fixed-proposal methods have no stand-alone test-time model: None.
+        epochs compare. Fixed-proposal methods have no stand-alone test-time model: None.
         """
-        method = self.train_config.method
-        if method in MDN_METHODS:
-            return -self.mdn(x).log_prob(as_targets(y))
-        if method in JOINT_METHODS:
-            gen = torch.Generator(device=self.device).manual_seed(self.train_config.seed)
-            m = max(self.train_config.num_samples, VALIDATION_SAMPLES)
-            return -log_likelihood(self.ebm, x, y, m, gen, common_noise=True)
-        return None
+        model = self.test_model()
+        if isinstance(model, MixtureDensityNetwork):
+            return -model(x).log_prob(as_targets(y))
+        if model is None:
+            return None
+        gen = torch.Generator(device=self.device).manual_seed(self.train_config.seed)
+        m = max(self.train_config.num_samples, VALIDATION_SAMPLES)
+        return -log_likelihood(model, x, y, m, gen, common_noise=True)
 
     def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
         x, y = batch
@@ -203,8 +145,7 @@ class EBMTrainer(L.LightningModule):
 
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
-        # one kernel, and one tensor: the parameters become views into a flat one until the fit ends
-        opt = torch.optim.Adam(flatten(self.parameters()), lr=cfg.lr, fused=True)
+        opt = torch.optim.Adam(optimizer_parameters(self.parameters()), lr=cfg.lr, fused=True)
         if cfg.warmup_fraction == 0 and cfg.lr_schedule == "constant":
             return opt
         total = max(1, int(self.trainer.estimated_stepping_batches))
@@ -216,7 +157,7 @@ class EBMTrainer(L.LightningModule):
 
     def teardown(self, stage: str) -> None:
         unflatten(self.parameters())  # own storage again (model files refuse shared memory)
-        self._generator = None  # it lives on the fit's device; Lightning moves the module to the CPU
+        self.generator = None  # it lives on the fit's device; Lightning moves the module to the CPU
 
     def configure_gradient_clipping(self, optimizer, gradient_clip_val=None,  # noqa: ANN001
                                     gradient_clip_algorithm=None) -> None:
@@ -383,43 +324,22 @@ def fit(
     runs the networks' matrix products in bfloat16 while scores, proposal densities and
     log-sum-exps stay in float32.
     """
-    y = as_targets(y)
-    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
-        raise ValueError(f"x and y need the same, non-zero number of rows: {x.shape[0]} vs {y.shape[0]}")
-    if y.shape[1] != model_config.target_dim:
-        raise ValueError(f"y has {y.shape[1]} columns but model_config.target_dim is "
-                         f"{model_config.target_dim}")
-    check_finite("x", x)
-    check_finite("y", y)
-    keep_freed_memory()
+    y = _checked_data(model_config, x, y, x_val, y_val)
+    keep_freed_memory_if_enabled()
     seed = train_config.seed
     with torch.random.fork_rng(devices=[]), _quiet_lightning(verbose):
         torch.manual_seed(seed)
         module = EBMTrainer(model_config, train_config)
         if train_config.standardize:
             module.fit_scaling(x, y)
-        val = None
-        if x_val is not None and y_val is not None:
-            check_finite("x_val", x_val)
-            check_finite("y_val", y_val)
-            val = _loader(x_val, as_targets(y_val), 4096, False, seed)
-        options = dict(
-            max_epochs=train_config.epochs,
-            logger=_loggers(log_dir),
-            enable_checkpointing=checkpoint_dir is not None,
-            enable_model_summary=False,
-            enable_progress_bar=progress,
-            num_sanity_val_steps=0,
-            gradient_clip_val=None,
-        )
         train_loader = _loader(x, y, train_config.batch_size, True, seed)
+        val = None if x_val is None or y_val is None else _loader(x_val, as_targets(y_val), 4096, False, seed)
+        keep = None
         callbacks: list[Callback] = []
         if progress:  # on a terminal every 10 steps; in a log file once per epoch
-            rate = 10 if sys.stdout.isatty() else len(train_loader)
-            callbacks.append(TQDMProgressBar(refresh_rate=rate))
-        keep = None
+            callbacks.append(TQDMProgressBar(refresh_rate=10 if sys.stdout.isatty() else len(train_loader)))
         if val is not None and train_config.patience is not None:
-            if train_config.method in FIXED_METHODS:
+            if module.method.test_model is None:
                 raise ValueError(f"early stopping needs a test-time density; method "
                                  f"{train_config.method!r} (fixed proposal) has none")
             keep = KeepBestWeights("val/nll")
@@ -430,9 +350,11 @@ def fit(
                           ModelCheckpoint(checkpoint_dir, save_last=True, save_top_k=0, every_n_train_steps=50)]
             last = Path(checkpoint_dir) / "last.ckpt"
             ckpt_path = str(last) if resume and last.exists() else None
-        options["callbacks"] = callbacks
-        options.update(trainer_kwargs)
-        trainer = L.Trainer(**options)
+        trainer = L.Trainer(**{
+            "max_epochs": train_config.epochs, "logger": _loggers(log_dir), "callbacks": callbacks,
+            "enable_checkpointing": checkpoint_dir is not None, "enable_model_summary": False,
+            "enable_progress_bar": progress, "num_sanity_val_steps": 0, "gradient_clip_val": None,
+            **trainer_kwargs})
         start = time.perf_counter()
         try:
             trainer.fit(module, train_loader, val, ckpt_path=ckpt_path, weights_only=False)
@@ -444,3 +366,18 @@ def fit(
     if keep is None:
         return FitResult(module, seconds)
     return FitResult(module, seconds, keep.best_epoch, keep.best)
+
+
+def _checked_data(model_config: ModelConfig, x: Tensor, y: Tensor, x_val: Tensor | None,
+                  y_val: Tensor | None) -> Tensor:
+    """Refuse data that do not fit each other or the model; returns y as ``(n, D)``."""
+    y = as_targets(y)
+    if x.shape[0] != y.shape[0] or x.shape[0] == 0:
+        raise ValueError(f"x and y need the same, non-zero number of rows: {x.shape[0]} vs {y.shape[0]}")
+    if y.shape[1] != model_config.target_dim:
+        raise ValueError(f"y has {y.shape[1]} columns but model_config.target_dim is "
+                         f"{model_config.target_dim}")
+    for name, values in (("x", x), ("y", y), ("x_val", x_val), ("y_val", y_val)):
+        if values is not None:
+            check_finite(name, values)
+    return y

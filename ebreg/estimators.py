@@ -15,7 +15,8 @@ import math
 import time
 import warnings
 from dataclasses import replace
-from typing import Any
+from pathlib import Path
+from typing import Any, get_args
 
 import numpy as np
 import torch
@@ -23,12 +24,15 @@ from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import check_is_fitted, validate_data
 
+from . import model_file
 from .calibration import fit_temperature
-from .config import JOINT_METHODS, MDN_METHODS, REFINE_MDN_MODEL, REFINE_MDN_TRAIN, ModelConfig, TrainConfig
+from .config import REFINE_MDN_MODEL, REFINE_MDN_TRAIN, JointMethod, MDNMethod, ModelConfig, TrainConfig
+from .ebm import ConditionalEBM
+from .mdn import MixtureDensityNetwork
 from .predictive import MixturePredictive, SNISPredictive
 from .proposals import pool_mixtures
 
-__all__ = ["EBMRegressor", "MDNRegressor"]
+__all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 
 _DEVICES = ("cpu", "cuda", "auto")
 
@@ -55,6 +59,13 @@ def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
             "repeated value, so its log-likelihood there (and the model's) can become arbitrarily large. "
             "If the targets are rounded, add uniform noise of one rounding step (dequantise) before fitting.",
             UserWarning, stacklevel=3)
+
+
+def torch_device(name: str) -> torch.device:
+    """The device an estimator's ``device`` names: ``"auto"`` is CUDA when it is available."""
+    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
+        return torch.device("cpu")
+    return torch.device("cuda")
 
 
 class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
@@ -135,9 +146,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         return int(self.ensemble_size)
 
     def _torch_device(self) -> torch.device:
-        if self.device == "cpu" or (self.device == "auto" and not torch.cuda.is_available()):
-            return torch.device("cpu")
-        return torch.device("cuda")
+        return torch_device(self.device)
 
     def _split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray | None]:
         """Training and validation row indices; no validation part when it would be empty
@@ -196,7 +205,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         result = train(model_cfg, train_cfg, X[train_rows], Y[train_rows], x_val, y_val, progress=self.verbose,
                        accelerator="gpu" if device.type == "cuda" else "cpu", devices=1)
         module = result.module.to(device)
-        model = module.mdn if module.mdn is not None else module.ebm
+        model = module.test_model()
         model.requires_grad_(False)
         if x_val is not None:
             self._calibrate(model, x_val.to(device), y_val.to(device), seed, ensemble_size)
@@ -206,12 +215,39 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         """Adjust a fitted model of an ensemble of ``ensemble_size`` on its validation part
         (nothing by default)."""
 
-    def save(self, path: Any, metrics: dict[str, Any] | None = None, table: dict[str, Any] | None = None) -> Any:
-        """Write this fitted estimator to a model folder (see :mod:`ebreg.model_file`)."""
-        from .model_file import save
+    def save(self, path: str | Path, metrics: dict[str, Any] | None = None,
+             table: dict[str, Any] | None = None) -> Path:
+        """Write this fitted estimator to model folder ``path`` (see :mod:`ebreg.model_file`).
 
+        ``metrics``: JSON-able numbers to keep with the model; ``table``: the column mapping of
+        the command line's ``TableSpec`` when the model was trained from a table. Replaces an
+        existing model folder (or an empty folder) atomically; refuses any other existing path.
+        """
         check_is_fitted(self)
-        return save(self, path, metrics, table)
+        params = {k: None if isinstance(v, np.random.RandomState) else list(v) if isinstance(v, tuple) else v
+                  for k, v in self.get_params().items()}  # a generator's state is not worth keeping
+        meta = {
+            "estimator": type(self).__name__,
+            "params": params,
+            "model_config": self.model_config_.to_dict(),
+            "fitted": {k: getattr(self, k) for k in model_file.FITTED},
+            "feature_names": [str(f) for f in getattr(self, "feature_names_in_", [])] or None,
+            "metrics": metrics or {},
+            "table": table,
+        }
+        return model_file.write(path, torch.nn.ModuleList(self.models_).state_dict(), meta)
+
+    @classmethod
+    def load(cls, path: str | Path) -> _ProbabilisticRegressor:
+        """The estimator saved in model folder ``path`` (:meth:`save`); refuses another class's."""
+        estimator = load(path)
+        if not isinstance(estimator, cls):
+            raise TypeError(f"{path} holds a {type(estimator).__name__}, not a {cls.__name__}")
+        return estimator
+
+    def _network(self, config: ModelConfig) -> torch.nn.Module:
+        """An untrained network of this estimator's kind, to load weights into."""
+        raise NotImplementedError
 
     def _x(self, X: Any) -> torch.Tensor:
         check_is_fitted(self)
@@ -271,7 +307,7 @@ class EBMRegressor(_ProbabilisticRegressor):
             ``method="joint_nce"`` (the default).
     """
 
-    _methods = JOINT_METHODS
+    _methods = get_args(JointMethod)
 
     def __init__(
         self,
@@ -325,6 +361,9 @@ class EBMRegressor(_ProbabilisticRegressor):
             gen = torch.Generator(device=x_val.device).manual_seed(seed)
             model.temperature.fill_(fit_temperature(model, x_val, y_val, self.predict_samples, gen))
 
+    def _network(self, config: ModelConfig) -> torch.nn.Module:
+        return ConditionalEBM.from_config(config, with_proposal=True)
+
     @property
     def temperatures_(self) -> list[float]:
         """Each fitted model's temperature T (1: not calibrated)."""
@@ -349,10 +388,42 @@ class MDNRegressor(_ProbabilisticRegressor):
         Other arguments as :class:`EBMRegressor`.
     """
 
-    _methods = MDN_METHODS
+    _methods = get_args(MDNMethod)
+
+    def _network(self, config: ModelConfig) -> torch.nn.Module:
+        return MixtureDensityNetwork.from_config(config)
 
     def predict_dist(self, X: Any) -> MixturePredictive:
         """The exact mixture of every row (of every model's mixture, for an ensemble)."""
         x = self._x(X)
         with torch.no_grad():
             return MixturePredictive(pool_mixtures([model(x) for model in self.models_]), self.squeeze_)
+
+
+def load(path: str | Path) -> EBMRegressor | MDNRegressor:
+    """The fitted estimator saved in model folder ``path`` (by :meth:`EBMRegressor.save` or
+    :meth:`MDNRegressor.save`), of the class it was saved from."""
+    meta, state = model_file.read(path)
+    meta_file = Path(path) / "model.json"
+    classes = {"EBMRegressor": EBMRegressor, "MDNRegressor": MDNRegressor}
+    try:
+        cls = classes[meta["estimator"]]
+        config = ModelConfig.from_dict(meta["model_config"])
+        estimator = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
+        fitted = {k: meta["fitted"][k] for k in model_file.FITTED}
+        count = len(fitted["seeds_"])
+    except (KeyError, TypeError, ValueError) as err:
+        raise model_file.ModelFileError(f"{meta_file} is incomplete or invalid: {err!r}") from err
+    models = torch.nn.ModuleList(estimator._network(config) for _ in range(count))
+    model_file.load_weights(models, state, path)
+    models.eval().requires_grad_(False)
+    estimator.models_ = list(models.to(estimator._torch_device()))
+    estimator.model_config_ = config
+    for key, value in fitted.items():
+        setattr(estimator, key, value)
+    if meta.get("feature_names"):
+        estimator.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
+    estimator.metrics_ = meta.get("metrics", {})
+    estimator.table_ = meta.get("table")
+    return estimator
+

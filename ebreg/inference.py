@@ -17,7 +17,7 @@ import torch
 from torch import Tensor
 
 from ._shapes import as_targets
-from .allocator import keep_freed_memory
+from ._fast.allocator import keep_freed_memory_if_enabled
 from .ebm import ConditionalEBM
 
 __all__ = [
@@ -204,7 +204,7 @@ def importance_sample(
         ys = q.sample((num_samples,), generator=generator, common_noise=common_noise)  # (M, n, D)
         samples.append(ys)
         log_q = q.log_prob(ys)
-        log_weights.append(ebm.log_unnormalized(None, ys, h=h, log_q=log_q) - log_q)
+        log_weights.append(ebm.log_unnormalized(None, ys, h=h, proposal_log_prob=log_q) - log_q)
     if len(samples) == 1:
         return WeightedSamples(samples[0], log_weights[0])
     return WeightedSamples(torch.cat(samples), torch.cat(log_weights), len(samples))
@@ -237,7 +237,7 @@ def map_chunks(
         raise ValueError("x has no rows")
     if common_noise and generator is None:
         raise ValueError("common_noise needs a seeded generator")
-    keep_freed_memory()
+    keep_freed_memory_if_enabled()
     start = generator.get_state() if common_noise else None
     if max_candidates is None:
         max_candidates = max_candidates_for(x.device)
@@ -284,7 +284,7 @@ def log_density(model: Models, x: Tensor, y: Tensor, ws: WeightedSamples) -> Ten
     for ebm in members(model):
         h = ebm.features(x)
         log_q.append(ebm.proposal_distribution(h).log_prob(y))
-        f.append(ebm.log_unnormalized(None, y, h=h, log_q=log_q[-1]))
+        f.append(ebm.log_unnormalized(None, y, h=h, proposal_log_prob=log_q[-1]))
     f_all, log_q_all = torch.stack(f), torch.stack(log_q)  # (E, n)
     log_z = ws.log_normalizer(f_all - log_q_all).view_as(f_all)
     return torch.logsumexp(f_all - log_z, 0) - math.log(len(f_all))

@@ -17,9 +17,11 @@ import torch
 from torch import Tensor, nn
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
+from ._fast import current as current_fast_paths
+from ._fast import mixture as fast_mixture
 from .nn import full_precision, mlp
 
-__all__ = ["GaussianMixture", "MixtureLogProb", "pool_mixtures", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
+__all__ = ["GaussianMixture", "component_log_terms", "pool_mixtures", "FixedGaussianMixture", "MDNHead", "soft_clamp"]
 
 
 class GaussianMixture(MixtureSameFamily):
@@ -50,8 +52,8 @@ class GaussianMixture(MixtureSameFamily):
         Computed with the samples on the last (contiguous) axis, ``(n, K, D, S)`` for S values
         per row: reductions over K and broadcasts of the parameters then run along S, which a
         CPU does much faster than reductions over a short trailing K axis of ``(..., n, K, D)``.
-        When gradients reach the mixture's parameters (and not ``value``), the backward pass is
-        :class:`MixtureLogProb`'s closed form, which needs fewer passes than autograd's.
+        Where ``value`` needs no gradient, :func:`ebreg._fast.mixture.log_sum_exp` gives the
+        same values in fewer passes (flag ``mixture_backward``).
         """
         loc = self.loc
         n, d = loc.shape[0], loc.shape[-1]
@@ -61,12 +63,10 @@ class GaussianMixture(MixtureSameFamily):
         const = self.mixture_distribution.logits + c.log().sum(-1) - 0.5 * d * math.log(math.pi)
         lead = value.shape[:-2]
         v = value.expand(*lead, n, d).reshape(-1, n, d).permute(1, 2, 0)  # (n, D, S)
-        if value.requires_grad:  # plain autograd operations
-            out = torch.logsumexp(_component_scores(v, const, loc, c, inplace=False)[0], 1)
-        elif torch.is_grad_enabled() and (const.requires_grad or loc.requires_grad):
-            out = MixtureLogProb.apply(v, const, loc, c)
+        if current_fast_paths().mixture_backward and not value.requires_grad:
+            out = fast_mixture.log_sum_exp(v, const, loc, c)
         else:
-            out = _log_sum_exp_components(_component_scores(v.contiguous(), const, loc, c)[0], False)[0]
+            out = torch.logsumexp(component_log_terms(v, const, loc, c)[0], 1)
         return out.T.reshape(*lead, n)
 
     @property
@@ -143,50 +143,17 @@ class GaussianMixture(MixtureSameFamily):
         return (comp_cdf * self.mixture_distribution.probs).sum(-1)
 
 
-def _component_scores(v: Tensor, const: Tensor, loc: Tensor, c: Tensor,
-                      inplace: bool = True) -> tuple[Tensor, Tensor]:
+def component_log_terms(v: Tensor, const: Tensor, loc: Tensor, c: Tensor,
+                        inplace: bool = False) -> tuple[Tensor, Tensor]:
     """Per-component log-terms ``s = const - sum_d t_d^2`` ``(n, K, S)`` and the scaled offsets
     ``t = (v - mu) c`` ``(n, K, D, S)``, for values ``v`` ``(n, D, S)`` and parameters ``const``
-    ``(n, K)``, ``loc`` and ``c`` ``(n, K, D)``. ``inplace=False`` for autograd through ``v``."""
+    ``(n, K)``, ``loc`` and ``c`` ``(n, K, D)``. ``inplace=True`` (no autograd through ``v``)
+    scales the offsets in place."""
     t = v.unsqueeze(1) - loc.unsqueeze(-1)
     t = t.mul_(c.unsqueeze(-1)) if inplace else t * c.unsqueeze(-1)
     if t.shape[2] == 1:  # one pass for const - t^2
         return torch.addcmul(const.unsqueeze(-1), t.squeeze(2), t.squeeze(2), value=-1), t
     return const.unsqueeze(-1) - t.square().sum(2), t
-
-
-def _log_sum_exp_components(s: Tensor, responsibilities: bool = True) -> tuple[Tensor, Tensor | None]:
-    """``log sum_k exp s_k`` ``(n, S)`` and (unless told not to) the responsibilities
-    ``softmax_k s`` ``(n, K, S)`` of fresh log-terms ``s`` ``(n, K, S)`` (overwritten)."""
-    top = s.amax(1, keepdim=True).nan_to_num_(neginf=0.0)  # all -inf: log 0 = -inf, not NaN
-    e = s.sub_(top).exp_()
-    total = e.sum(1, keepdim=True)
-    return total.log().add_(top).squeeze(1), e.div_(total) if responsibilities else None
-
-
-class MixtureLogProb(torch.autograd.Function):
-    """``log sum_k exp(const_k - sum_d ((v_d - mu_kd) c_kd)^2)`` with a closed-form backward.
-
-    Inputs: values ``v`` ``(n, D, S)`` (no gradient; any strides), ``const`` ``(n, K)``,
-    ``loc`` and ``c`` ``(n, K, D)``; output ``(n, S)``. With responsibilities ``r = softmax_k``
-    and ``t = (v - mu) c``, the gradients summed over the S values are ``sum g r`` for const,
-    ``2 c sum g r t`` for mu and ``-2 / c sum g r t^2`` for c.
-    """
-
-    @staticmethod
-    def forward(ctx, v: Tensor, const: Tensor, loc: Tensor, c: Tensor) -> Tensor:  # noqa: ANN001
-        s, t = _component_scores(v.contiguous(), const, loc, c)
-        out, r = _log_sum_exp_components(s)
-        ctx.save_for_backward(r, t, c)
-        return out
-
-    @staticmethod
-    @torch.autograd.function.once_differentiable
-    def backward(ctx, grad: Tensor) -> tuple[None, Tensor, Tensor, Tensor]:  # noqa: ANN001
-        r, t, c = ctx.saved_tensors
-        gr = r.mul_(grad.unsqueeze(1))  # (n, K, S)
-        gt = gr.unsqueeze(2) * t  # (n, K, D, S)
-        return None, gr.sum(-1), 2 * c * gt.sum(-1), -2 * gt.mul_(t).sum(-1) / c
 
 
 def pool_mixtures(mixtures: Sequence[GaussianMixture]) -> GaussianMixture:

@@ -11,10 +11,10 @@ import pytest
 
 STEPS = """
 import resource, sys, torch
-from ebreg.allocator import keep_freed_memory
+from ebreg._fast.allocator import keep_freed_memory_if_enabled
 from ebreg.config import ModelConfig, TrainConfig
 from ebreg.engine import EBMTrainer
-print(keep_freed_memory())
+print(keep_freed_memory_if_enabled())
 torch.manual_seed(0)
 module = EBMTrainer(ModelConfig(), TrainConfig())
 x, y = torch.randn(64, 1), torch.randn(64, 1)
@@ -43,3 +43,21 @@ def test_kept_memory_removes_the_page_faults_of_a_training_step() -> None:
     assert applied and not skipped
     # measured (batch 64, six pairs of runs): 930-1300 faults per step with glibc's defaults, 0-64 kept
     assert kept < default / 4, (kept, default)
+
+
+UNTOUCHED = """
+import torch
+from ebreg import fit
+from ebreg._fast import allocator
+from ebreg.config import ModelConfig, TrainConfig
+from ebreg.inference import predict_mean
+result = fit(ModelConfig(), TrainConfig(epochs=1, num_samples=8), torch.randn(32, 1), torch.randn(32, 1), progress=False)
+predict_mean(result.module.ebm, torch.randn(4, 1), 8)
+print(allocator._done)
+"""
+
+
+def test_training_and_prediction_leave_malloc_alone_unless_asked() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "EBREG_KEEP_MALLOC"}
+    out = subprocess.run([sys.executable, "-c", UNTOUCHED], capture_output=True, text=True, env=env, check=True)
+    assert out.stdout.split()[-1] == "False"

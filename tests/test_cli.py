@@ -10,7 +10,7 @@ import pytest
 
 
 def _run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ebreg.cli", *args], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ebreg.app.cli", *args], capture_output=True, text=True,
                           timeout=300)
 
 
@@ -39,7 +39,7 @@ def test_demo_writes_metrics_and_a_png(tmp_path) -> None:
     ],
 )
 def test_bad_options_exit_2_with_a_message(args: list[str], message: str, tmp_path) -> None:
-    proc = subprocess.run([sys.executable, "-m", "ebreg.cli", *args], capture_output=True, text=True,
+    proc = subprocess.run([sys.executable, "-m", "ebreg.app.cli", *args], capture_output=True, text=True,
                           cwd=tmp_path)
     assert proc.returncode == 2
     assert message in proc.stderr

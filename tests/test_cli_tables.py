@@ -19,7 +19,7 @@ PNG = b"\x89PNG\r\n\x1a\n"
 
 
 def ebreg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "ebreg.cli", *map(str, args)], capture_output=True, text=True,
+    return subprocess.run([sys.executable, "-m", "ebreg.app.cli", *map(str, args)], capture_output=True, text=True,
                           timeout=300, cwd=cwd)
 
 
@@ -94,7 +94,7 @@ def test_one_input_column_gets_a_density_map(work: Path) -> None:
 
 
 def test_fit_can_refine_an_mdn(work: Path) -> None:
-    from ebreg.model_file import load
+    from ebreg import load
 
     proc = ebreg("fit", work / "train.csv", "--target", "y", "--epochs", "2", "--ensemble-size", "1",
                  "--refine-mdn", "--no-progress", "--out", work / "refined")

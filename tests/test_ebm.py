@@ -6,7 +6,9 @@ import pytest
 import torch
 
 from ebreg.config import ModelConfig
-from ebreg.ebm import ConditionalEBM, EnergyHead, largest_divisor_up_to
+from ebreg import fast_paths
+from ebreg._fast import feature_major
+from ebreg.ebm import ConditionalEBM, EnergyHead
 from ebreg.nn import linear_over_rows
 
 
@@ -96,17 +98,37 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
     head = EnergyHead(7, target_dim, hidden, 12, blocks)
     h = torch.randn(6, 7, requires_grad=True)
     y = torch.randn(6, target_dim, 33).permute(2, 0, 1) if input_major else torch.randn(33, 6, target_dim)
-    assert head.feature_major
-    fast, plain = head.forward_feature_major(h, y, chunks), head.forward_reference(h, y)
+    assert feature_major.suits(head)
+    fast = feature_major.scores(head, h, y, chunks)
+    with fast_paths(feature_major_head=False):
+        plain = head(h, y)
     assert fast.shape == (33, 6)
+    assert "FeatureMajorHeadBackward" in str(_node_names(head(h, y)))  # the default path
     assert torch.allclose(fast, plain, atol=1e-5)
     assert "FeatureMajorHeadBackward" in type(fast.grad_fn.next_functions[0][0].next_functions[0][0]).__name__
     with torch.no_grad():  # without gradients: the same layers, nothing kept for a backward
-        assert torch.equal(head.forward_feature_major(h, y, chunks), fast.detach())
+        assert torch.equal(feature_major.scores(head, h, y, chunks), fast.detach())
+    with fast_paths(head_backward=False):  # autograd through the same layers
+        by_autograd = feature_major.scores(head, h, y, chunks)
+    assert "FeatureMajorHeadBackward" not in str(_node_names(by_autograd))
+    torch.testing.assert_close(by_autograd, fast, rtol=0, atol=0)
     g_fast = torch.autograd.grad(fast.square().sum(), [h, *head.parameters()])
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
-    for a, b in zip(g_fast, g_plain):
+    g_autograd = torch.autograd.grad(by_autograd.square().sum(), [h, *head.parameters()])
+    for a, b, c in zip(g_fast, g_plain, g_autograd):
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
+        assert torch.allclose(a, c, atol=1e-5, rtol=1e-5)
+
+
+def _node_names(out: torch.Tensor) -> list[str]:
+    """Names of the autograd nodes behind ``out``."""
+    names, todo = [], [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None:
+            names.append(type(node).__name__)
+            todo += [f for f, _ in node.next_functions]
+    return names
 
 
 @pytest.mark.parametrize("in_features, with_bias", [(1, True), (3, True), (3, False)])
@@ -129,7 +151,7 @@ def test_row_major_head_equals_its_layers_applied_one_by_one(hidden: tuple) -> N
     torch.manual_seed(0)
     head = EnergyHead(7, 3, hidden, 40, 1).double()
     h, y = torch.randn(5, 7, dtype=torch.float64), torch.randn(33, 5, 3, dtype=torch.float64)
-    assert not head.feature_major
+    assert not feature_major.suits(head)
     w_h, w_u = head.joint.weight.split([7, head.joint.in_features - 7], 1)
     linear = torch.nn.functional.linear
     z = torch.relu(linear(h, w_h, head.joint.bias) + linear(head.target_net(y), w_u))
@@ -142,17 +164,20 @@ def test_row_major_head_equals_its_layers_applied_one_by_one(hidden: tuple) -> N
 
 
 def test_largest_divisor_up_to() -> None:
-    assert [largest_divisor_up_to(n, 8) for n in (32, 16, 12, 9, 7, 1, 0)] == [8, 8, 6, 3, 7, 1, 1]
-    assert largest_divisor_up_to(31, 8) == 1 and largest_divisor_up_to(5, 3) == 1
+    divisor = feature_major.largest_divisor_up_to
+    assert [divisor(n, 8) for n in (32, 16, 12, 9, 7, 1, 0)] == [8, 8, 6, 3, 7, 1, 1]
+    assert divisor(31, 8) == 1 and divisor(5, 3) == 1
 
 
 def test_head_chunks_follow_the_threads() -> None:
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(1)
-        assert EnergyHead.chunks(torch.zeros(1)) == 1
+        assert feature_major.chunk_count(torch.zeros(1)) == 1
         torch.set_num_threads(2)
-        assert EnergyHead.chunks(torch.zeros(1)) == 2 * EnergyHead.CHUNKS_PER_THREAD
+        assert feature_major.chunk_count(torch.zeros(1)) == 2 * feature_major.CHUNKS_PER_THREAD
+        with fast_paths(batched_head=False):
+            assert feature_major.chunk_count(torch.zeros(1)) == 1
     finally:
         torch.set_num_threads(threads)
 
@@ -177,5 +202,5 @@ def test_a_residual_energy_given_the_proposal_density_scores_as_when_it_computes
     x, y = torch.randn(4, 1), 3 * torch.randn(7, 4, 1) + 2
     h = ebm.features(x)
     log_q = ebm.proposal_distribution(h).log_prob(y)
-    torch.testing.assert_close(ebm.log_unnormalized(None, y, h=h, log_q=log_q), ebm.log_unnormalized(None, y, h=h))
-    torch.testing.assert_close(ebm.log_unnormalized(None, y[0], h=h, log_q=log_q[0]), ebm.log_unnormalized(None, y[0], h=h))
+    torch.testing.assert_close(ebm.log_unnormalized(None, y, h=h, proposal_log_prob=log_q), ebm.log_unnormalized(None, y, h=h))
+    torch.testing.assert_close(ebm.log_unnormalized(None, y[0], h=h, proposal_log_prob=log_q[0]), ebm.log_unnormalized(None, y[0], h=h))

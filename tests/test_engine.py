@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import math
 
+import dataclasses
+
 import pytest
 import torch
 
+from ebreg import methods
 from ebreg.config import METHODS, ModelConfig, TrainConfig
 from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, fit, lr_factor
 from ebreg.inference import effective_sample_fraction
@@ -23,7 +26,7 @@ def test_every_method_gives_finite_per_example_losses_reaching_every_parameter(m
     torch.manual_seed(0)
     module = EBMTrainer(ModelConfig(input_dim=2, target_dim=d, components=3),
                         TrainConfig(method=method, num_samples=16))
-    module._generator = torch.Generator().manual_seed(0)
+    module.generator = torch.Generator().manual_seed(0)
     x, y = _batch(d)
     terms = module.losses(x, y)
     for name, value in terms.items():
@@ -43,7 +46,7 @@ def test_every_method_gives_finite_per_example_losses_reaching_every_parameter(m
 def test_variant_b_trains_the_feature_net_by_the_ebm_loss_only() -> None:
     torch.manual_seed(0)
     module = EBMTrainer(ModelConfig(input_dim=2), TrainConfig(method="joint_nce", num_samples=16))
-    module._generator = torch.Generator().manual_seed(0)
+    module.generator = torch.Generator().manual_seed(0)
     terms = module.losses(*_batch(1))
     terms["proposal_kl"].mean().backward()
     assert all(p.grad is None for p in module.ebm.feature_net.parameters())
@@ -56,7 +59,7 @@ def test_proposal_nll_term_is_the_weighted_nll_and_trains_features_only_when_und
     torch.manual_seed(0)
     module = EBMTrainer(ModelConfig(input_dim=2, detach_proposal_features=detach),
                         TrainConfig(method="joint_nce", num_samples=16, proposal_nll_weight=0.3))
-    module._generator = torch.Generator().manual_seed(0)
+    module.generator = torch.Generator().manual_seed(0)
     x, y = _batch(1)
     terms = module.losses(x, y)
     assert set(terms) == {"nce", "proposal_kl", "proposal_nll"}
@@ -76,7 +79,7 @@ def test_proposal_kl_weight_scales_the_kl_term_and_zero_drops_it() -> None:
                             TrainConfig(num_samples=16, proposal_nll_weight=1.0, proposal_kl_weight=weight))
         torch.manual_seed(1)
         module.ebm.load_state_dict(EBMTrainer(ModelConfig(input_dim=2), TrainConfig()).ebm.state_dict())
-        module._generator = torch.Generator().manual_seed(0)
+        module.generator = torch.Generator().manual_seed(0)
         terms[weight] = module.losses(x, y)
     torch.testing.assert_close(terms[0.25]["proposal_kl"], 0.25 * terms[1.0]["proposal_kl"])
     assert set(terms[0.0]) == {"nce", "proposal_nll"}
@@ -146,16 +149,16 @@ def test_fit_is_deterministic_and_leaves_the_global_rng_alone() -> None:
 
 def test_non_finite_loss_is_reported_with_its_step(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = {"n": 0}
-    original = EBMTrainer._losses_and_ess
+    entry = methods.get("joint_nce")
 
-    def poisoned(self, x, y):  # noqa: ANN001, ANN202
+    def poisoned(nets, x, y, cfg):  # noqa: ANN001, ANN202
         calls["n"] += 1
-        terms, ess = original(self, x, y)
+        terms, ess = entry.loss_terms(nets, x, y, cfg)
         if calls["n"] == 3:
             terms["nce"] = terms["nce"] * float("nan")
         return terms, ess
 
-    monkeypatch.setattr(EBMTrainer, "_losses_and_ess", poisoned)
+    monkeypatch.setattr(methods, "get", lambda name: dataclasses.replace(entry, loss_terms=poisoned))
     with pytest.raises(NonFiniteLossError, match=r"step 2 \(epoch 0, batch 2\): nce=nan"):
         _tiny_fit()
 
@@ -253,18 +256,3 @@ def test_an_ebm_refining_an_mdn_trains_its_proposal_exactly_as_that_mdn() -> Non
                     [*mdn.feature_net.parameters(), *mdn.head.parameters()]):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
     assert not torch.equal(ebm.energy.out.weight, torch.zeros_like(ebm.energy.out.weight))  # the correction trained
-
-
-def test_lightning_hook_name_is_a_plain_attribute_and_training_is_unchanged(monkeypatch: pytest.MonkeyPatch) -> None:
-    module = EBMTrainer(ModelConfig(), TrainConfig())
-    module._current_fx_name = "training_step"  # the fast path: straight into the instance dict
-    assert module.__dict__["_current_fx_name"] == "training_step"
-    module.extra = torch.nn.Linear(1, 1)  # every other name takes nn.Module's path and registers
-    module.weight_extra = torch.nn.Parameter(torch.zeros(1))
-    assert "extra" in module._modules and "weight_extra" in module._parameters
-    x, y = torch.randn(64, 1), torch.randn(64, 1)
-    cfg = TrainConfig(epochs=1, seed=3)
-    fast = fit(ModelConfig(), cfg, x, y, progress=False).module.state_dict()
-    monkeypatch.setattr(EBMTrainer, "__setattr__", torch.nn.Module.__setattr__)
-    plain = fit(ModelConfig(), cfg, x, y, progress=False).module.state_dict()
-    assert fast.keys() == plain.keys() and all(torch.equal(fast[k], plain[k]) for k in fast)

@@ -9,7 +9,7 @@ import torch
 from ebreg.config import ModelConfig, TrainConfig
 from ebreg.datasets import Toy1
 from ebreg.engine import fit
-from ebreg.evaluation import grid_nll, scorer, toy1_kl_to_truth
+from ebreg.app.evaluation import grid_nll, scorer, toy1_kl_to_truth
 from ebreg.mdn import MixtureDensityNetwork
 
 

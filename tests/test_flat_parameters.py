@@ -7,7 +7,7 @@ from torch import nn
 
 from ebreg.config import ModelConfig, TrainConfig
 from ebreg.engine import fit
-from ebreg.flat_parameters import flatten, unflatten, zero_flat_grad
+from ebreg._fast.flat_parameters import flatten, unflatten, zero_flat_grad
 
 
 def _net() -> nn.Module:

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from ebreg import objectives as obj
+from ebreg._fast.joint_nce import JointNCE
 from ebreg.inference import effective_sample_fraction
 
 M, N = 6, 4
@@ -128,7 +129,7 @@ def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float, i
     scores, log_q = _stacked(t)
     if input_major:  # the energy head's layout: each input's candidates contiguous
         scores, log_q = (v.T.contiguous().T for v in (scores, log_q))
-    ebm, kl, ess = obj.JointNCE.apply(scores, log_q)
+    ebm, kl, ess = JointNCE.apply(scores, log_q)
     plain_ebm, plain_kl = obj.joint_nce(**t)
     assert torch.allclose(ebm, plain_ebm, rtol=1e-12) and torch.allclose(kl, plain_kl, rtol=1e-12)
     plain_ess = effective_sample_fraction(t["f_samples"].detach() - t["log_q_samples"].detach())
@@ -145,7 +146,7 @@ def test_fused_joint_nce_equals_nce_and_kl_with_their_gradients(spread: float, i
 
 def test_fused_joint_nce_sends_no_gradient_through_an_unused_loss() -> None:
     scores, log_q = (v.detach().requires_grad_() for v in _stacked(_inputs(3)))
-    ebm, kl, _ = obj.JointNCE.apply(scores, log_q)
+    ebm, kl, _ = JointNCE.apply(scores, log_q)
     g_scores, g_log_q = torch.autograd.grad(kl.sum(), [scores, log_q], allow_unused=True)
     # not even zeros for the scores: the EBM's parameters get no gradient from the KL term
     assert g_scores is None and g_log_q[1:].abs().sum() > 0

@@ -10,6 +10,7 @@ import torch
 from scipy import stats
 from torch.distributions import Categorical, Independent, MixtureSameFamily, Normal
 
+from ebreg import fast_paths
 from ebreg.proposals import FixedGaussianMixture, GaussianMixture, MDNHead, soft_clamp
 
 
@@ -173,7 +174,7 @@ def test_mdn_head_shapes_bounds_and_gradients(d: int) -> None:
 
 
 def _plain_log_prob(q: GaussianMixture, value: torch.Tensor) -> torch.Tensor:
-    """The mixture log-density by autograd's own operations (what MixtureLogProb replaces)."""
+    """The mixture log-density written out as a formula, by autograd's own operations."""
     c = q.scale.reciprocal() * math.sqrt(0.5)
     const = (torch.log_softmax(q.mixture_distribution.logits, -1) + c.log().sum(-1)
              - 0.5 * q.loc.shape[-1] * math.log(math.pi))
@@ -200,13 +201,19 @@ def test_closed_form_mixture_gradient_equals_autograd(dim: int, lead: tuple) -> 
     value, weight = 2 * torch.randn(*lead, 6, dim), torch.randn(*lead, 6)
     q = GaussianMixture(logits, loc, log_scale.exp())
     fast, plain = q.log_prob(value), _plain_log_prob(q, value)
+    with fast_paths(mixture_backward=False):
+        core = q.log_prob(value)
     assert any("MixtureLogProb" in name for name in _graph_nodes(fast))
-    assert torch.allclose(fast, plain, atol=1e-5)
+    assert not any("MixtureLogProb" in name for name in _graph_nodes(core))
+    assert torch.allclose(fast, plain, atol=1e-5) and torch.allclose(core, plain, atol=1e-5)
+    with torch.no_grad():  # in place, without a graph
+        assert torch.allclose(q.log_prob(value), plain, atol=1e-5)
     params = [logits, loc, log_scale]
     g_fast = torch.autograd.grad((fast * weight).sum(), params, retain_graph=True)
-    g_plain = torch.autograd.grad((plain * weight).sum(), params)
-    for a, b in zip(g_fast, g_plain):
-        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4)
+    g_plain = torch.autograd.grad((plain * weight).sum(), params, retain_graph=True)
+    g_core = torch.autograd.grad((core * weight).sum(), params)
+    for a, b, c in zip(g_fast, g_plain, g_core):
+        assert torch.allclose(a, b, atol=1e-5, rtol=1e-4) and torch.allclose(c, b, atol=1e-5, rtol=1e-4)
 
 
 def test_mixture_log_prob_keeps_gradients_for_the_value() -> None:
@@ -217,7 +224,9 @@ def test_mixture_log_prob_keeps_gradients_for_the_value() -> None:
     assert torch.allclose(grad, torch.full_like(grad, -0.5))  # d/dv log N(v; 0, 1) = -v
 
 
-def test_mixture_log_prob_far_from_every_component_is_minus_infinity() -> None:
+@pytest.mark.parametrize("fast", [True, False])
+def test_mixture_log_prob_far_from_every_component_is_minus_infinity(fast: bool) -> None:
     q = GaussianMixture(torch.zeros(1, 2, requires_grad=True), torch.zeros(1, 2, 1), torch.full((1, 2, 1), 1e-3))
-    out = q.log_prob(torch.full((3, 1, 1), 1e30))
+    with fast_paths(mixture_backward=fast):
+        out = q.log_prob(torch.full((3, 1, 1), 1e30))
     assert torch.equal(out, torch.full((3, 1), -math.inf))

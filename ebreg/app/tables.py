@@ -15,7 +15,7 @@ import zipfile
 import numpy as np
 import pandas as pd
 
-from .io import atomic_write
+from ..io import atomic_write
 
 __all__ = ["TableError", "TableSpec", "read_table", "write_table", "table_format", "finite_rows"]
 

@@ -8,9 +8,9 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .ebm import ConditionalEBM
-from .mdn import MixtureDensityNetwork
-from .metrics import grid_log_likelihood, kl_to_truth_grid
+from ..ebm import ConditionalEBM
+from ..mdn import MixtureDensityNetwork
+from ..metrics import grid_log_likelihood, kl_to_truth_grid
 
 __all__ = ["Scorer", "scorer", "grid_scores", "grid_nll", "toy1_kl_to_truth", "TOY2_GRID"]
 

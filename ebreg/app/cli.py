@@ -11,7 +11,9 @@ import argparse
 import sys
 from collections.abc import Sequence
 
-from .config import JOINT_METHODS, MDN_METHODS, METHODS
+from typing import get_args
+
+from ..config import METHODS, JointMethod, MDNMethod
 
 __all__ = ["main"]
 
@@ -64,7 +66,7 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("data", help="training table: .csv (with a header), .parquet or .npz")
     fit.add_argument("--target", required=True, type=_names, help="target column(s), comma-separated")
     fit.add_argument("--features", type=_names, default=None, help="feature columns (default: all others)")
-    fit.add_argument("--method", choices=JOINT_METHODS + MDN_METHODS, default="joint_nce")
+    fit.add_argument("--method", choices=get_args(JointMethod) + get_args(MDNMethod), default="joint_nce")
     fit.add_argument("--epochs", type=_positive_int, default=None, help="most epochs (early stopping may end sooner)")
     fit.add_argument("--components", type=_positive_int, default=None, help="mixture components K")
     fit.add_argument("--ensemble-size", type=_ensemble_size, default=None,

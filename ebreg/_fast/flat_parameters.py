@@ -5,17 +5,25 @@ in its fused CPU kernel, a host read of each step counter), which adds up for a 
 of many small tensors (the toy model has 28). With the parameters flattened the optimiser
 sees one tensor; the modules keep their own parameters (same objects, names and shapes),
 which are views into it, and so are their gradients, which backward accumulates in place.
-``benchmarks/results/speed.md`` times the toy model with Adam over each tensor instead.
+The plain alternative, Adam over each parameter tensor, is what the flag ``flat_adam`` off gives.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import torch
 from torch import nn
 
-__all__ = ["flatten", "unflatten", "zero_flat_grad"]
+from . import current
+
+__all__ = ["optimizer_parameters", "flatten", "unflatten", "zero_flat_grad"]
+
+
+def optimizer_parameters(params: Iterable[nn.Parameter]) -> list[nn.Parameter]:
+    """What the optimiser steps: one flat tensor (:func:`flatten`) with the flag ``flat_adam``
+    on, else the parameters themselves."""
+    return flatten(list(params)) if current().flat_adam else list(params)
 
 
 def flatten(params: Sequence[nn.Parameter]) -> list[nn.Parameter]:

@@ -8,13 +8,13 @@ is written until the inputs have been checked, and every file is written atomica
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, get_args
 
 import numpy as np
 import pandas as pd
 
-from .config import JOINT_METHODS
-from .io import atomic_folder, write_json
+from ..config import JointMethod
+from ..io import atomic_folder, write_json
 from .tables import TableError, TableSpec, finite_rows, read_table, table_format, write_table
 
 __all__ = ["fit_table", "predict_table", "evaluate_table", "plot_row", "COVERAGE_LEVELS"]
@@ -41,11 +41,11 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     """Train the default estimator of ``method`` on a table and write the model folder ``out``
     (``epochs``, ``components``, ``ensemble_size``: None keeps the estimator's default;
     ``refine_mdn``: :class:`ebreg.estimators.EBMRegressor`'s option, ``joint_nce`` only)."""
-    from .estimators import EBMRegressor, MDNRegressor
-    from .model_file import _is_model_folder
+    from ..estimators import EBMRegressor, MDNRegressor
+    from ..model_file import is_model_folder
 
     out = Path(out)
-    if out.exists() and not (out.is_dir() and _is_model_folder(out)):
+    if out.exists() and not (out.is_dir() and is_model_folder(out)):
         raise TableError(f"{out} exists and is not a model folder; choose another --out")
     if refine_mdn and method != "joint_nce":
         raise TableError(f"--refine-mdn applies to the EBM trained by joint_nce, not to {method}")
@@ -59,7 +59,7 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     if constant:
         raise TableError(f"target column(s) {', '.join(constant)} are constant ({Y[0, spec.targets.index(constant[0])]:g} "
                          f"in every row): there is no distribution to learn")
-    cls = EBMRegressor if method in JOINT_METHODS else MDNRegressor
+    cls = EBMRegressor if method in get_args(JointMethod) else MDNRegressor
     options = {k: v for k, v in {"epochs": epochs, "components": components, "ensemble_size": ensemble_size}.items()
                if v is not None}
     if refine_mdn:
@@ -74,7 +74,7 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
 
 
 def _load(model: str | Path) -> tuple[Any, TableSpec]:
-    from .model_file import load
+    from ..estimators import load
 
     est = load(model)
     if not est.table_:
@@ -136,7 +136,7 @@ def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[s
     if Y.shape[1] == 1:
         import torch
 
-        from .metrics import calibration_error
+        from ..metrics import calibration_error
 
         out["crps"] = float(dist.crps(y).mean())
         for level in COVERAGE_LEVELS:
@@ -160,7 +160,7 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     import torch
 
     from . import plotting
-    from .metrics import pit_coverage
+    from ..metrics import pit_coverage
 
     est, spec = _load(model)
     frame = read_table(data)
@@ -210,7 +210,7 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     import torch
 
     from .plotting import row_density
-    from .proposals import pool_mixtures
+    from ..proposals import pool_mixtures
 
     if Path(out).suffix.lower() != ".png":
         raise TableError(f"{out}: the figure is written as PNG; give a file name ending in .png")
@@ -231,7 +231,7 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     curves = [("model", np.exp(est.predict_dist(np.repeat(x, points, 0)).log_prob(grid)))]
     if hasattr(est.models_[0], "proposal_distribution"):
         with torch.no_grad():
-            xt = torch.as_tensor(x, dtype=torch.float32, device=est._torch_device())
+            xt = torch.as_tensor(x, dtype=torch.float32, device=est.models_[0].temperature.device)
             q = pool_mixtures([m.proposal_distribution(m.features(xt)) for m in est.models_])
             g = torch.as_tensor(grid, dtype=torch.float32, device=xt.device).view(-1, 1, 1)
             curves.append(("proposal", np.exp(q.log_prob(g).cpu().double().numpy()[:, 0])))

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from .io import atomic_write
+from ..io import atomic_write
 
 __all__ = ["density_panels", "pit_histogram", "reliability_diagram", "predicted_vs_true", "row_density"]
 
