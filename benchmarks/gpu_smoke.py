@@ -1,6 +1,6 @@
 """GPU smoke test and timing (run by benchmarks/gpu_check.sh on a machine with CUDA).
 
-    python benchmarks/gpu_smoke.py [methods|syncs|toy|estimator|prediction|image ...]
+    python -m benchmarks.gpu_smoke [methods|syncs|toy|estimator|prediction|image ...]
 
 * every method trains one epoch on CUDA with finite weights (and finite losses on the CPU
   afterwards); joint_nce also in bfloat16
@@ -24,18 +24,15 @@ import time
 import traceback
 import warnings
 from collections import Counter
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 from unittest.mock import patch
 
 import numpy as np
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-
-from benchmarks.speed import epoch_seconds, toy_data  # noqa: E402
+from benchmarks.speed import epoch_seconds, toy_data
 
 GPU = {"accelerator": "gpu", "devices": 1}
 
@@ -147,7 +144,7 @@ def prediction() -> None:
             torch.cuda.synchronize()
             start = time.perf_counter()
             dist = SNISPredictive(model, x, 1024, seed=0, max_candidates=chunk)
-            dist.mean
+            _ = dist.mean  # draws and weighs the samples
             if rows == 10_000:
                 dist.interval(0.9)
             torch.cuda.synchronize()

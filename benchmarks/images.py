@@ -1,6 +1,6 @@
 """Image regression on procedural data: EBM with learned proposal vs MDN vs MDN with teacher.
 
-    python benchmarks/images.py [--tasks cells,bars] [--methods joint_nce,joint_nce+nll,mdn,mdn_teacher,
+    python -m benchmarks.images [--tasks cells,bars] [--methods joint_nce,joint_nce+nll,mdn,mdn_teacher,
                                    joint_nce+proposal_features,joint_nce+residual,joint_nce+mdn_refined]
                                 [--seeds 0] [--epochs 30] [--jobs 1] [--out benchmarks/results]
 
@@ -39,9 +39,8 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
-from ebreg.config import REFINE_MDN_MODEL, REFINE_MDN_TRAIN  # noqa: E402 - after the path
+from benchmarks.common import RESULTS
+from ebreg.config import REFINE_MDN_MODEL, REFINE_MDN_TRAIN
 
 TASKS = ("cells", "bars")
 METHODS = ("joint_nce", "joint_nce+nll", "mdn", "mdn_teacher", "joint_nce+proposal_features", "joint_nce+residual",
@@ -185,7 +184,7 @@ def main() -> int:
     p.add_argument("--epochs", type=int, default=30)
     p.add_argument("--energy-width", type=int, default=32, help="width of the energy head's joint layers")
     p.add_argument("--jobs", type=int, default=1)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     from ebreg.io import write_json, write_text
 

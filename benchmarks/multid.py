@@ -1,6 +1,6 @@
 """Two-dimensional targets with a known conditional density: EBM vs MDN against the truth.
 
-    python benchmarks/multid.py [--seeds 0,1,2] [--methods joint_nce,mdn] [--jobs 2] [--out benchmarks/results]
+    python -m benchmarks.multid [--seeds 0,1,2] [--methods joint_nce,mdn] [--jobs 2] [--out benchmarks/results]
 
 Task ("ring"): x ~ U(-1, 1); y = r(x) (cos φ, sin φ) + N(0, σ² I) with φ ~ U(0, 2π),
 r(x) = 1 + 0.5 x and σ = 0.1: for every x, p(y | x) is a ring, which no small Gaussian
@@ -24,7 +24,8 @@ from typing import Any
 
 import numpy as np
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import RESULTS
+
 SIGMA = 0.1
 
 
@@ -79,7 +80,7 @@ def main() -> int:
     p.add_argument("--seeds", default="0,1,2")
     p.add_argument("--methods", default="joint_nce,mdn")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     from ebreg.io import write_json, write_text
 
@@ -93,7 +94,7 @@ def main() -> int:
             write_json(path, sorted(records, key=lambda r: (r["method"], r["seed"])))
             print(records[-1], flush=True)
     lines = ["# Two-dimensional targets with a known density (ring task)", "",
-             f"Made by `python benchmarks/multid.py {' '.join(sys.argv[1:])}` (records in `multid.json`).",
+             f"Made by `python -m benchmarks.multid {' '.join(sys.argv[1:])}` (records in `multid.json`).",
              "Test NLL in nats per point (lower is better) beside the true density's on the same points.", "",
              "| method | seeds | test NLL (mean, worst) | true NLL | gap to truth (mean) | s/run |", "|---|---|---|---|---|---|"]
     for method in args.methods.split(","):
@@ -108,5 +109,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -1,9 +1,9 @@
 """A yardstick for ``speed.py``: the toy-1 joint-NCE step computed the way the official code does.
 
-method.md §8 measured the official code at about 1 s per toy-1 epoch on a 2-core machine of
-an earlier kind, and issue 7 asks for 4x that; a ratio to this step, run in the same process
-and round as ours, carries over to any CPU. Written here from what method.md §7 and issue 7
-say of the official computation, not from its code:
+The official code takes about 1 s per toy-1 epoch on a 2-core machine (docs/protocols.md §7);
+its timing depends on the CPU, while a ratio to this step, run in the same process and round
+as ours, carries over to any CPU. Written from the description of the official computation,
+not from its code:
 
 * the features of each input are copied to all of its M + 1 candidates and concatenated
   with the candidates' ``u``, and the joint Linear L(20, 10) runs on those rows (row-major);
@@ -12,7 +12,7 @@ say of the official computation, not from its code:
 * a plain training loop over a DataLoader that collates rows one at a time, one Adam.
 
 The losses are those of ``joint_nce`` (NCE for the energy, the KL objective for the proposal,
-which reads the detached features), with the networks of method.md §7 and no clamp on the
+which reads the detached features), with the networks of docs/protocols.md §6 and no clamp on the
 proposal's scales; ``tests/test_reference_step.py`` checks them against :mod:`ebreg.objectives`.
 """
 
@@ -33,7 +33,7 @@ def _branch(width: int, out: int) -> nn.Sequential:
 
 
 class ReferenceStyleModel(nn.Module):
-    """Toy-1 networks of method.md §7 (width 10, D = 1) with K proposal components."""
+    """Toy-1 networks of docs/protocols.md §6 (width 10, D = 1) with K proposal components."""
 
     def __init__(self, components: int = 4, width: int = 10) -> None:
         super().__init__()

@@ -1,6 +1,6 @@
 """Training and prediction speed against the machine's own matrix-multiply rate.
 
-    python benchmarks/speed.py [--threads 2] [--epochs 5] [--repeats 5] [--out benchmarks/results] [--skip-million]
+    python -m benchmarks.speed [--threads 2] [--epochs 5] [--repeats 5] [--out benchmarks/results] [--skip-million]
 
 Measures, in one process (so every figure is a ratio to the same machine state):
 * the float32 matmul rate (1024 x 1024 products): the machine's practical peak, probed
@@ -9,20 +9,16 @@ Measures, in one process (so every figure is a ratio to the same machine state):
 * seconds per training epoch for the reference toy configuration (toy 1, 2000 rows,
   widths 10, batch 32, M = 1024, joint_nce) and a tabular one (power-plant sized: 8611
   rows, 4 inputs, widths 128/64, batch 32, M = 1024), ``--repeats`` runs each; for the toy
-  configuration also with the plain row-major energy head, with one (unbatched) product per
-  layer, with autograd's backward of the head instead of the hand-written one, with Adam
-  over every parameter tensor instead of one flat tensor, with ``nn.Module.__setattr__`` for
-  the hook name Lightning sets around every hook call, and (in a
-  subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings, with the
-  head's layers compiled by ``torch.compile`` instead of the hand-written head, and at
-  M = 8 (what an epoch costs whatever M is; the default minus it is the part growing with M),
-  and against the same training computed as the official code does (``reference_step.py``);
+  configuration also with each speed path of ``ebreg.fast_paths`` off in turn and all of
+  them off, (in a subprocess, ``EBREG_KEEP_MALLOC=0``) with glibc's default malloc settings,
+  at M = 8 (what an epoch costs whatever M is; the default minus it is the part growing
+  with M), and against the same training computed as the official code does
+  (``reference_step.py``);
 * the floor: the energy head's FLOPs per epoch (forward + backward = 3 x forward, over
   every candidate) divided by the matmul rate, and each epoch time as a multiple of it
   (median and worst over the runs);
-* prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024 (``--repeats`` rounds;
-  the interval also with torch's sort ranking the samples instead of numpy's), and the
-  peak memory of the SNIS mean for 10^6 rows (in a subprocess).
+* prediction: SNIS mean and 90 % interval for 10^4 rows at M = 1024 (``--repeats`` rounds),
+  and the peak memory of the SNIS mean for 10^6 rows (in a subprocess).
 Writes ``OUT/speed.json`` and ``OUT/speed.md``, and appends this invocation's toy runs to
 ``OUT/speed_history.json`` (with the git tree of ``ebreg/``): ``speed.md`` then also pools every
 recorded toy run of the same library code, so that slow and fast spells of the VM all count.
@@ -38,15 +34,15 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager as ContextManager
 from contextlib import nullcontext
 from pathlib import Path
-from types import SimpleNamespace
-from typing import Any, Callable, ContextManager
-from unittest.mock import patch
+from typing import Any
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+from benchmarks.common import RESULTS, ROOT
 
 
 def matmul_gflops(size: int = 1024, seconds: float = 2.0) -> float:
@@ -80,39 +76,19 @@ def head_flops_per_candidate(model_cfg) -> int:  # noqa: ANN001
     return 2 * macs
 
 
-def _autograd_head(z: torch.Tensor, per_x: torch.Tensor, hidden: int, blocks: int,
-                   *params: torch.Tensor) -> torch.Tensor:
-    """FeatureMajorHead's layers, recorded by autograd one operation at a time."""
-    from ebreg.feature_major import head_layers
-
-    return head_layers(z, per_x, hidden, blocks, params)
-
-
 def without_one_optimisation() -> dict[str, Callable[[], ContextManager[Any]]]:
-    """The toy variants: each a patch that turns one optimisation off while it is entered."""
-    import ebreg.ebm
-    import ebreg.engine
-    from ebreg.ebm import EnergyHead
+    """The toy variants: each turns speed paths off through ``ebreg.fast_paths`` while entered."""
+    from ebreg import fast_paths
 
     return {
-        "row-major head": lambda: patch.object(EnergyHead, "FEATURE_MAJOR_MAX_WIDTH", 0),
-        "one product per layer": lambda: patch.object(EnergyHead, "chunks", classmethod(lambda cls, h: 1)),
-        "head backward by autograd": lambda: patch.object(ebreg.ebm, "FeatureMajorHead",
-                                                          SimpleNamespace(apply=_autograd_head)),
-        "Adam over each parameter tensor": lambda: patch.object(ebreg.engine, "flatten", list),
-        "nn.Module's __setattr__ for Lightning's hook name": lambda: patch.object(
-            ebreg.engine.EBMTrainer, "__setattr__", torch.nn.Module.__setattr__),
+        "row-major head": lambda: fast_paths(feature_major_head=False),
+        "one product per layer": lambda: fast_paths(batched_head=False),
+        "head backward by autograd": lambda: fast_paths(head_backward=False),
+        "mixture backward by autograd": lambda: fast_paths(mixture_backward=False),
+        "joint_nce's losses by two log-sum-exps": lambda: fast_paths(fused_joint_nce=False),
+        "Adam over each parameter tensor": lambda: fast_paths(flat_adam=False),
+        "every speed path off": lambda: fast_paths(False, keep_freed_memory=True),
     }
-
-
-def compiled_head() -> Callable[[], ContextManager[Any]]:
-    """A patch that runs the head's layers as autograd records them, compiled by
-    ``torch.compile`` (inductor: fused C++ kernels for forward and backward), instead of the
-    hand-written :class:`ebreg.feature_major.FeatureMajorHead`; compiled on first use."""
-    import ebreg.ebm
-
-    head = SimpleNamespace(apply=torch.compile(_autograd_head, dynamic=False))
-    return lambda: patch.object(ebreg.ebm, "FeatureMajorHead", head)
 
 
 def epoch_seconds(model_cfg, x: torch.Tensor, y: torch.Tensor, epochs: int,  # noqa: ANN001
@@ -207,12 +183,10 @@ def toy_data(rows: int = 2000) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 DEFAULT_MALLOC = """
-import json, sys, torch
+import json, torch
 torch.set_num_threads({threads})
-sys.path.insert(0, {root!r})
-sys.path.insert(0, {bench!r})
 from ebreg.config import ModelConfig
-from speed import epoch_seconds, in_process, toy_data
+from benchmarks.speed import epoch_seconds, in_process, toy_data
 x, y = toy_data()
 epoch_seconds(ModelConfig(), x[:256], y[:256], 1)
 print(json.dumps(in_process(ModelConfig(), x, y, {epochs})()))
@@ -222,44 +196,36 @@ print(json.dumps(in_process(ModelConfig(), x, y, {epochs})()))
 def default_malloc(threads: int, epochs: int) -> Run:
     """A toy run in a fresh process that leaves glibc's malloc at its defaults."""
     def run() -> tuple[float, float]:
-        code = DEFAULT_MALLOC.format(threads=threads, root=str(ROOT), bench=str(ROOT / "benchmarks"), epochs=epochs)
+        code = DEFAULT_MALLOC.format(threads=threads, epochs=epochs)
         out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                             env={**os.environ, "EBREG_KEEP_MALLOC": "0"})
+                             cwd=ROOT, env={**os.environ, "EBREG_KEEP_MALLOC": "0"})
         seconds, gflops = json.loads(out.stdout.strip().splitlines()[-1])
         return seconds, gflops
     return run
 
 
-def torch_sort_ranks() -> ContextManager[Any]:
-    """While entered, the quantiles rank each row's samples with torch's sort instead of numpy's."""
-    return patch("ebreg.inference.np.argsort", lambda a, axis: torch.from_numpy(a).argsort(axis).numpy())
-
-
 def prediction_row(model, rows: int, repeats: int, num_samples: int = 1024) -> dict[str, Any]:  # noqa: ANN001
-    """Median (and worst) over ``repeats`` rounds, each with fresh predictions: the SNIS mean, the
-    90 % interval from the same weighted samples, and that interval again with torch's sort."""
+    """Median (and worst) over ``repeats`` rounds, each with fresh predictions: the SNIS mean and
+    the 90 % interval from the same weighted samples."""
     from ebreg.config import ModelConfig
     from ebreg.predictive import SNISPredictive
 
     x = torch.rand(rows, 1) * 6 - 3
     gflops = matmul_gflops(seconds=0.5)
-    times: dict[str, list[float]] = {"mean": [], "interval": [], "torch_sort": []}
-    queries = {"mean": (lambda d: d.mean, nullcontext),  # draws and weighs the samples, kept for
-               "interval": (lambda d: d.interval(0.9), nullcontext),  # the intervals: no further energies
-               "torch_sort": (lambda d: d.interval(0.9), torch_sort_ranks)}
+    times: dict[str, list[float]] = {"mean": [], "interval": []}
+    queries = {"mean": lambda d: d.mean,  # draws and weighs the samples, kept for
+               "interval": lambda d: d.interval(0.9)}  # the intervals: no further energies
     for _ in range(repeats):
         dist = SNISPredictive(model, x, num_samples, seed=0)
-        for name, (query, context) in queries.items():
+        for name, query in queries.items():
             start = time.perf_counter()
-            with context():
-                query(dist)
+            query(dist)
             times[name].append(time.perf_counter() - start)
     together = [m + i for m, i in zip(times["mean"], times["interval"])]
     floor = prediction_floor_s(ModelConfig(), rows, num_samples, gflops)
     mean_s, median = statistics.median(times["mean"]), statistics.median
     return {"rows": rows, "num_samples": num_samples, "repeats": repeats, "mean_s": mean_s,
-            "interval_s": median(times["interval"]), "interval_torch_sort_s": median(times["torch_sort"]),
-            "torch_sort_vs_default": median(t / i for t, i in zip(times["torch_sort"], times["interval"])),
+            "interval_s": median(times["interval"]),
             "mean_and_interval_s": median(together), "mean_and_interval_s_worst": max(together),
             "candidates_per_s": rows * num_samples / mean_s, "gflops": gflops, "floor_s": floor,
             "multiple_of_floor": median(together) / floor, "multiple_of_floor_worst": max(together) / floor}
@@ -271,9 +237,8 @@ def prediction_floor_s(model_cfg, rows: int, num_samples: int, gflops: float) ->
 
 
 MILLION = """
-import resource, sys, time, torch
+import resource, time, torch
 torch.set_num_threads({threads})
-sys.path.insert(0, {root!r})
 from ebreg.config import ModelConfig
 from ebreg.ebm import ConditionalEBM
 from ebreg.predictive import SNISPredictive
@@ -301,7 +266,7 @@ def million_rows(threads: int) -> dict[str, Any]:
     from ebreg.config import ModelConfig
 
     gflops = matmul_gflops(seconds=0.5)
-    out = subprocess.run([sys.executable, "-c", MILLION.format(threads=threads, root=str(ROOT))],
+    out = subprocess.run([sys.executable, "-c", MILLION.format(threads=threads)],
                          capture_output=True, text=True, check=True)
     seconds, before, peak = out.stdout.split()
     floor = prediction_floor_s(ModelConfig(), 1_000_000, 1024, gflops)
@@ -325,28 +290,24 @@ def append_history(path: Path, result: dict[str, Any], command: str) -> list[dic
 
 def main() -> int:
     from benchmarks.provenance import head_commit, library_version
+    from ebreg import set_fast_paths
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--epochs", type=int, default=5, help="epochs per timed toy run")
     p.add_argument("--repeats", type=int, default=5, help="timed runs per configuration and variant")
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--skip-million", action="store_true", help="skip the 10^6-row memory run")
     args = p.parse_args()
     torch.set_num_threads(args.threads)
+    set_fast_paths(keep_freed_memory=True)  # the benchmark's own process only
     from ebreg.config import ModelConfig
 
     x, y = toy_data()
     toy = ModelConfig()
-    compiled = compiled_head()
-    start = time.perf_counter()
-    with compiled():
-        epoch_seconds(toy, x, y, 1)  # compiles for the full batch and the last, shorter one
-    compile_s = time.perf_counter() - start
     variants = {"default": in_process(toy, x, y, args.epochs),
                 **{name: in_process(toy, x, y, args.epochs, off) for name, off in without_one_optimisation().items()},
                 "glibc's default malloc": default_malloc(args.threads, args.epochs),
-                "head compiled by torch.compile": in_process(toy, x, y, args.epochs, compiled),
                 FEW_SAMPLES: in_process(toy, x, y, args.epochs, num_samples=8),
                 REFERENCE_STYLE: reference_style(x, y, args.epochs)}
     rows = [training_row("toy 1, reference (widths 10)", toy, x, y, args.repeats, variants)]
@@ -364,8 +325,7 @@ def main() -> int:
     pred = prediction_row(model, 10_000, args.repeats)
     million = None if args.skip_million else million_rows(args.threads)
     result = {"threads": args.threads, "torch": torch.__version__, "cpu": cpu_model(),
-              "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million,
-              "compile_warmup_s": compile_s}
+              "library": library_version(), "commit": head_commit(), "training": rows, "prediction_1e4": pred, "prediction_1e6": million}
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
@@ -442,10 +402,8 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
                      f"{t['floor_s']:.4f} | {t['multiple_of_floor']:.1f} ({t['multiple_of_floor_worst']:.1f}) | {each} |")
     lines += ["", "Toy 1 without one optimisation at a time (in each round the default and every variant run",
               "once, one after another; each run against its own matmul probe; glibc's default malloc in a",
-              "fresh subprocess per run, `EBREG_KEEP_MALLOC=0`), and with the head compiled by",
-              "`torch.compile` (inductor, from the layers as autograd records them, instead of the",
-              f"hand-written head; compiling, excluded from its runs, took {r['compile_warmup_s']:.1f} s "
-              "in a first epoch):", "",
+              "fresh subprocess per run, `EBREG_KEEP_MALLOC=0`; every variant is a public switch,",
+              "`ebreg.fast_paths`):", "",
               "| variant | s/epoch | multiple of floor | vs default: median of the rounds' ratios (range) |",
               "|---|---|---|---|",
               f"| default | {toy['epoch_s']:.3f} ({toy['epoch_s_worst']:.3f}) | {toy['multiple_of_floor']:.1f} "
@@ -467,7 +425,7 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
         lines += ["", "The reference-style row is the same toy-1 joint-NCE training computed as the official code does "
                   "(`benchmarks/reference_step.py`: features copied to every candidate and a row-major joint layer, "
                   "mixture densities summed in linear space, K x M Gaussian draws, a plain loop with row-by-row "
-                  "collation; written from method.md's description, not the official code): a same-run yardstick "
+                  "collation; written from docs/protocols.md's description, not the official code): a same-run yardstick "
                   "for the issue's 'about 4x the official code'. Ours is "
                   f"**{v['vs_default']:.2f} times as fast** (median of the rounds' ratios; {low:.2f}-{high:.2f})."]
     p = r["prediction_1e4"]
@@ -476,9 +434,7 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
               f"90 % interval {p['interval_s']:.2f} s, together **{p['mean_and_interval_s']:.2f} s** "
               f"({p['mean_and_interval_s_worst']:.2f} s; {p['candidates_per_s'] / 1e6:.1f} M candidates/s; "
               f"{p['multiple_of_floor']:.1f} ({p['multiple_of_floor_worst']:.1f}) times the floor of {p['floor_s']:.3f} s "
-              f"at {p['gflops']:.0f} GFLOP/s: the head's forward FLOPs over every candidate, evaluated once for both). "
-              f"The interval with torch's sort ranking the samples instead of numpy's: {p['interval_torch_sort_s']:.2f} s "
-              f"({p['torch_sort_vs_default']:.2f} times as long, median of the rounds' ratios)."]
+              f"at {p['gflops']:.0f} GFLOP/s: the head's forward FLOPs over every candidate, evaluated once for both)."]
     if r.get("prediction_1e6"):
         m = r["prediction_1e6"]
         lines.append(f"- 10^6 rows: SNIS mean in {m['mean_s']:.1f} s ({m['multiple_of_floor']:.1f} times the floor of "
@@ -490,5 +446,4 @@ def report(r: dict[str, Any], command: str, history: list[dict[str, Any]]) -> st
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -7,7 +7,7 @@ Each run (dataset, method, K, seed) appends one record to ``OUT/toy.json`` as so
 finishes, with the git tree of ``ebreg/`` that made it, and is skipped when its record exists
 (with ``--redo-older``: a record of the same library code), so the table can be finished over
 several sessions. ``OUT/toy.md`` and one density figure per (dataset, method, K) are rebuilt at the
-end. Toy 1 is scored by the KL to the true density (method.md §5), toy 2 by the test NLL
+end. Toy 1 is scored by the KL to the true density (docs/protocols.md §4), toy 2 by the test NLL
 with each density normalised on 8192 grid points over [-12.5, 12.5]; MDNs and proposals
 by their exact densities. A run whose loss or metric is not finite is kept as diverged.
 """
@@ -15,7 +15,6 @@ by their exact densities. A run whose loss or metric is not finite is kept as di
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -23,8 +22,11 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "toy"
+from benchmarks.common import RESULTS, SHARED_DATA, load_records, merge_records
+from benchmarks.provenance import library_version
+from benchmarks.toy_report import write_report
+
+DEFAULT_DATA = SHARED_DATA / "toy"
 
 #: (method, K, seeds): the issue's plan; fixed-proposal methods have no K
 PLAN: list[tuple[str, int | None, int]] = [
@@ -41,19 +43,9 @@ QUICK = [("nce_fixed", None, 1), ("joint_nce", 4, 1), ("mdn", 4, 1)]
 #: network early and end with features that are flat over x; see toy.md)
 VARIANTS: dict[str, dict[str, Any]] = {"wide": {"feature_hidden": (32, 32)}}
 
-#: fixed-proposal sigmas per dataset (method.md §7); ML-IS on toy 1 used (0.2, 1.6) in BMVC
+#: fixed-proposal sigmas per dataset (the paper's); ML-IS on toy 1 used (0.2, 1.6) in BMVC
 SIGMAS = {"toy1": (0.1, 0.8), "toy2": (0.4, 3.2)}
 MLIS_SIGMAS = {"toy1": (0.2, 1.6), "toy2": (0.4, 3.2)}
-
-#: the official code as measured in method.md §8 (5 seeds each)
-REFERENCE = {
-    ("toy1", "nce_fixed", None): "0.049 (0.039–0.344, 0 of 5 diverged)",
-    ("toy1", "joint_nce", 4): "0.070 (0.036–∞, 1 of 5 diverged)",
-    ("toy2", "nce_fixed", None): "1.975 (1.605–2.106)",
-    ("toy2", "joint_nce", 4): "1.705 (1.674–1.824)",
-}
-TRUE_TOY2_NLL = 1.239
-
 
 def run_key(rec: dict[str, Any]) -> tuple:
     return (rec["dataset"], rec["method"], rec["K"], rec["seed"], rec.get("source"))
@@ -76,8 +68,8 @@ def _data(dataset: str, data_dir: Path):
 def _score(dataset: str, score, test) -> float:
     import torch
 
-    from ebreg.datasets import Toy1
     from ebreg.app.evaluation import TOY2_GRID, grid_nll, toy1_kl_to_truth
+    from ebreg.datasets import Toy1
 
     if dataset == "toy1":
         return toy1_kl_to_truth(score, Toy1.true_log_prob)
@@ -118,9 +110,9 @@ def _figure(path: Path, dataset: str, panels_models: list[tuple[str, Any]]) -> N
     import numpy as np
     import torch
 
-    from ebreg.datasets import Toy1, Toy2
     from ebreg.app.evaluation import grid_scores
     from ebreg.app.plotting import density_panels
+    from ebreg.datasets import Toy1, Toy2
 
     lo, hi = (-3.0, 3.0) if dataset == "toy1" else (-6.0, 11.0)
     xs = torch.linspace(-3.0, 3.0, 300) if dataset == "toy1" else torch.linspace(0.0, 1.0, 300)
@@ -142,9 +134,9 @@ def run_one(dataset: str, method: str, k: int | None, seed: int, data_dir: str, 
     import torch
 
     torch.set_num_threads(1)
+    from ebreg.app.evaluation import scorer
     from ebreg.config import ModelConfig, TrainConfig
     from ebreg.engine import NonFiniteLossError, fit
-    from ebreg.app.evaluation import scorer
 
     train, test, source = _data(dataset, Path(data_dir))
     base_method, _, variant = method.partition("+")
@@ -194,15 +186,8 @@ def run_one(dataset: str, method: str, k: int | None, seed: int, data_dir: str, 
     return records
 
 
-def load_records(path: Path) -> list[dict[str, Any]]:
-    return json.loads(path.read_text()) if path.exists() else []
-
-
-def save_records(path: Path, records: list[dict[str, Any]]) -> None:
-    from ebreg.io import write_json
-
-    write_json(path, sorted(records, key=lambda r: (r["dataset"], r["method"], r.get("source") or "",
-                                                     r["K"] or 0, r["seed"])))
+def _order(rec: dict[str, Any]) -> tuple:
+    return rec["dataset"], rec["method"], rec.get("source") or "", rec["K"] or 0, rec["seed"]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -212,13 +197,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", default=None, help="comma-separated seeds (default: the plan's count)")
     p.add_argument("--quick", action="store_true", help="1 seed of nce_fixed, joint_nce K=4 and mdn")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     p.add_argument("--data-dir", default=str(DEFAULT_DATA))
     p.add_argument("--redo-older", action="store_true",
                    help="redo runs whose record was made by other library code (ebreg/'s git tree)")
     args = p.parse_args(argv)
-    from benchmarks.provenance import library_version
-
     library = library_version()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -243,18 +226,14 @@ def main(argv: list[str] | None = None) -> int:
         futures = {pool.submit(run_one, *t, args.data_dir, str(fig_dir)): t for t in todo}
         for i, fut in enumerate(as_completed(futures), 1):
             new = [{**r, "library": library} for r in fut.result()]
-            records = [r for r in load_records(path) if run_key(r) not in {run_key(n) for n in new}] + new
-            save_records(path, records)
+            merge_records(path, new, run_key, _order)
             head = new[0]
             print(f"[{i}/{len(todo)}] {head['dataset']} {head['method']} K={head['K']} seed={head['seed']}: "
                   f"{head['metric']}={head['value']:.4f} ({head['seconds']:.0f} s)", flush=True)
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
-    from benchmarks.toy_report import write_report  # noqa: E402
-
-    write_report(load_records(path), out / "toy.md", " ".join(["python", "benchmarks/toy.py", *(argv or sys.argv[1:])]))
+    write_report(load_records(path), out / "toy.md", " ".join(["python -m benchmarks.toy", *(argv or sys.argv[1:])]))
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

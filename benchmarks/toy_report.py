@@ -8,7 +8,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.toy import REFERENCE, TRUE_TOY2_NLL
+from benchmarks.common import TOY_REFERENCE as REFERENCE
+from benchmarks.common import TRUE_TOY2_NLL
 
 
 def _fmt(v: float) -> str:
@@ -85,7 +86,7 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
         "",
         f"Made by `{command}` and the earlier invocations whose records it kept (records in `toy.json`,",
         "each with the library code that made it, listed below; figures for seed 0 in `toy_figures/`).",
-        "Toy 1: KL(truth ‖ model) on the 2048 × 2048 grid (method.md §5); toy 2: test NLL with the",
+        "Toy 1: KL(truth ‖ model) on the 2048 × 2048 grid (docs/protocols.md §4); toy 2: test NLL with the",
         f"density normalised on 8192 points over [−12.5, 12.5] (the true density scores {TRUE_TOY2_NLL}).",
         "MDN rows and `proposal_only` rows use the exact mixture density. All rows: reference",
         "budget (75 epochs, batch 32, M = 1024) with ebreg's default optimiser schedule (Adam,",

@@ -30,7 +30,6 @@ its record to ``OUT/uci.json`` as soon as it is done and is skipped when its rec
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 import time
@@ -38,15 +37,24 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci"
-PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost")
-DEFAULT_METHODS = ("ebm", *PEERS)
-METHODS = (*DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined")
-CALIBRATED = ("ebm", "ebm_single", "ebm_refined")
+from benchmarks.common import (
+    RESULTS,
+    SHARED_DATA,
+    UCI_CALIBRATED,
+    UCI_DEFAULT_METHODS,
+    UCI_DEQUANTIZED,
+    UCI_METHODS,
+    UCI_PEERS,
+    load_records,
+    merge_records,
+)
+from benchmarks.uci_report import write_report
+
+DEFAULT_DATA = SHARED_DATA / "uci"
+PEERS, DEFAULT_METHODS, METHODS, CALIBRATED = UCI_PEERS, UCI_DEFAULT_METHODS, UCI_METHODS, UCI_CALIBRATED
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
-DEQUANTIZED = ("wine-quality-red",)
+DEQUANTIZED = UCI_DEQUANTIZED
 
 
 def _mixture_predictive(loc, scale, weights=None):  # noqa: ANN001, ANN202
@@ -160,7 +168,6 @@ def run_key(rec: dict[str, Any]) -> tuple:
 
 def main(argv: list[str] | None = None) -> int:
     from ebreg.datasets import load_uci, uci_datasets
-    from ebreg.io import write_json
 
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--data", default=str(DEFAULT_DATA), help="folder of UCI dataset folders")
@@ -169,7 +176,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--methods", default=",".join(DEFAULT_METHODS), help=f"any of {', '.join(METHODS)}")
     p.add_argument("--quick", action="store_true", help=f"splits 0-2 of {', '.join(QUICK_DATASETS)}")
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args(argv)
     methods = args.methods.split(",")
     unknown = set(methods) - set(METHODS)
@@ -180,8 +187,7 @@ def main(argv: list[str] | None = None) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "uci.json"
-    records = json.loads(path.read_text()) if path.exists() else []
-    done = {run_key(r) for r in records}
+    done = {run_key(r) for r in load_records(path)}
     tasks = []
     loaded = {name: load_uci(Path(args.data) / name) for name in names}
     for name in sorted(names, key=lambda n: len(loaded[n].y)):  # small datasets first
@@ -195,19 +201,14 @@ def main(argv: list[str] | None = None) -> int:
         futures = [pool.submit(run_split, args.data, *t) for t in tasks]
         for i, fut in enumerate(as_completed(futures), 1):
             new = fut.result()
-            keys = {run_key(r) for r in new}
-            records = [r for r in (json.loads(path.read_text()) if path.exists() else []) if run_key(r) not in keys]
-            write_json(path, sorted(records + new, key=run_key))
+            merge_records(path, new, run_key)
             summary = ", ".join(f"{r['method']} nll={r['nll']:.3f} ({r['seconds']:.0f} s)" for r in new)
             print(f"[{i}/{len(tasks)}] {new[0]['dataset']} split {new[0]['split']}: {summary}", flush=True)
     print(f"done in {time.perf_counter() - start:.0f} s", flush=True)
-    from benchmarks.uci_report import write_report
-
-    write_report(json.loads(path.read_text()), out / "uci.md",
-                 " ".join(["python", "benchmarks/uci.py", *(argv if argv is not None else sys.argv[1:])]))
+    write_report(load_records(path), out / "uci.md",
+                 " ".join(["python -m benchmarks.uci", *(argv if argv is not None else sys.argv[1:])]))
     return 0
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

@@ -8,7 +8,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from benchmarks.uci import CALIBRATED, DEQUANTIZED, METHODS, PEERS
+from benchmarks.common import UCI_CALIBRATED as CALIBRATED
+from benchmarks.common import UCI_DEQUANTIZED as DEQUANTIZED
+from benchmarks.common import UCI_METHODS as METHODS
+from benchmarks.common import UCI_PEERS as PEERS
 
 #: ../shared/data/uci/published.md (as printed: Deep Ensembles and NGBoost most likely print
 #: standard deviations over the 20 splits; only the means are compared here)

@@ -1,7 +1,7 @@
 """Choose the estimators' defaults on validation data only: the validation part that each
 estimator carves from a training split (never the split's test rows).
 
-    python benchmarks/uci_tune.py [--data DIR] [--datasets ...] [--splits 0,1] [--jobs 2]
+    python -m benchmarks.uci_tune [--data DIR] [--datasets ...] [--splits 0,1] [--jobs 2]
 
 For every (dataset, split, estimator, candidate setting) it fits once and records the best
 validation NLL (``best_val_nll_``) to ``OUT/uci_tune.json`` (resumable), then prints the
@@ -20,8 +20,9 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "uci"
+from benchmarks.common import RESULTS, SHARED_DATA
+
+DEFAULT_DATA = SHARED_DATA / "uci"
 
 #: candidate changes to the estimators' current defaults
 CANDIDATES: dict[str, dict[str, Any]] = {
@@ -58,7 +59,7 @@ def main() -> int:
     p.add_argument("--estimators", default="ebm,mdn")
     p.add_argument("--candidates", default=",".join(CANDIDATES))
     p.add_argument("--jobs", type=int, default=2)
-    p.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    p.add_argument("--out", default=str(RESULTS))
     args = p.parse_args()
     path = Path(args.out) / "uci_tune.json"
     records = json.loads(path.read_text()) if path.exists() else []
@@ -90,5 +91,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.path.insert(0, str(ROOT))
     sys.exit(main())

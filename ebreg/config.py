@@ -159,7 +159,7 @@ class TrainConfig(_JsonConfig):
     seed: int = 0
 
     @classmethod
-    def reference(cls, **changes: Any) -> "TrainConfig":
+    def reference(cls, **changes: Any) -> TrainConfig:
         """The official code's settings: Adam at a constant 1e-3, no warm-up, no clipping, raw
         (unstandardised) inputs and targets."""
         base = {"lr": 1e-3, "warmup_fraction": 0.0, "lr_schedule": "constant", "grad_clip_norm": None,

@@ -8,10 +8,10 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from ._shapes import as_candidates
-from .config import ModelConfig
 from ._fast import current as current_fast_paths
 from ._fast import feature_major
+from ._shapes import as_candidates
+from .config import ModelConfig
 from .nn import ResidualBlock, feature_network, full_precision, linear_over_rows, mlp
 from .proposals import GaussianMixture, MDNHead
 from .scaling import AffineScaling
@@ -123,7 +123,7 @@ class ConditionalEBM(nn.Module):
         self.register_buffer("temperature", torch.ones(()))
 
     @classmethod
-    def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> "ConditionalEBM":
+    def from_config(cls, config: ModelConfig, with_proposal: bool = True) -> ConditionalEBM:
         """Build the MLP model that ``config`` describes (see :class:`ModelConfig`).
 
         With ``residual_energy`` the feature network and the proposal head are initialised in

@@ -8,15 +8,15 @@ import sys
 import time
 import warnings
 from collections.abc import Iterator
-from pathlib import Path
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
+from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, Logger
-import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
 
@@ -58,7 +58,7 @@ class EBMTrainer(L.LightningModule):
         self.fixed: FixedGaussianMixture | None = None
         if self.method.trains_ebm:
             self.ebm = ConditionalEBM.from_config(model_config, with_proposal=learned)
-        if self.method.proposal == "mdn":
+        if self.method.proposal == "separate":
             self.mdn = MixtureDensityNetwork.from_config(model_config)
         if self.method.proposal == "fixed":
             self.fixed = FixedGaussianMixture(train_config.fixed_sigmas)
@@ -69,7 +69,8 @@ class EBMTrainer(L.LightningModule):
 
     def test_model(self) -> ConditionalEBM | MixtureDensityNetwork | None:
         """The network that predicts at test time (None for fixed-proposal methods)."""
-        return {"ebm": self.ebm, "mdn": self.mdn, None: None}[self.method.test_model]
+        name = self.method.test_model
+        return None if name is None else getattr(self, name)
 
     # ------------------------------------------------------------------ losses
     def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:

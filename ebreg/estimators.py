@@ -157,7 +157,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         order = np.random.RandomState(seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    def fit(self, X: Any, y: Any) -> "_ProbabilisticRegressor":
+    def fit(self, X: Any, y: Any) -> _ProbabilisticRegressor:
         """Train on ``X`` ``(n, d)`` and ``y`` ``(n,)`` or ``(n, D)``; returns self."""
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)

@@ -10,14 +10,13 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Union
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from ._shapes import as_targets
 from ._fast.allocator import keep_freed_memory_if_enabled
+from ._shapes import as_targets
 from .ebm import ConditionalEBM
 
 __all__ = [
@@ -38,7 +37,7 @@ __all__ = [
 ]
 
 #: one EBM, or a list or tuple of the members of an equal-weight ensemble ``p(y|x) = 1/E sum_e p_e(y|x)``
-Models = Union[ConditionalEBM, Sequence[ConditionalEBM]]
+Models = ConditionalEBM | Sequence[ConditionalEBM]
 
 #: Candidates (rows x samples) evaluated at once by the chunked functions on the CPU: small
 #: enough that a chunk's tensors are reused from the allocator's heap instead of being mapped

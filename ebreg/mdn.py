@@ -27,7 +27,7 @@ class MixtureDensityNetwork(nn.Module):
         self.y_scaling = AffineScaling(head.target_dim)
 
     @classmethod
-    def from_config(cls, config: ModelConfig) -> "MixtureDensityNetwork":
+    def from_config(cls, config: ModelConfig) -> MixtureDensityNetwork:
         """The MLP network of ``config`` (feature net and proposal-head shapes)."""
         return cls(
             feature_network(config),

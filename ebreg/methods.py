@@ -8,7 +8,7 @@ The training engine (:mod:`ebreg.engine`) builds networks and computes losses on
 Every EBM method scores candidates the same way (:func:`score_candidates`): the observed
 target and M samples of a proposal, scored by the EBM and by the proposal. The methods differ
 in the proposal (``"fixed"``: centred at the target; ``"learned"``: the EBM's own MDN head;
-``"mdn"``: a separate MDN, the student of ``mdn_teacher``) and in the objectives of
+``"separate"``: a separate MDN, the student of ``mdn_teacher``) and in the objectives of
 :mod:`ebreg.objectives` they apply to the scores.
 """
 
@@ -36,7 +36,7 @@ if TYPE_CHECKING:
 __all__ = ["TrainingMethod", "Networks", "Scored", "REGISTRY", "score_candidates", "get"]
 
 #: where a method's candidates come from (see the module's docstring)
-ProposalKind = Literal["fixed", "learned", "mdn"]
+ProposalKind = Literal["fixed", "learned", "separate"]
 #: loss terms ``{name: (n,)}`` and, for EBM methods, the proposal samples' effective sample
 #: size as a fraction of M per example ``(n,)`` (a diagnostic without gradient)
 LossTerms = tuple[dict[str, Tensor], "Tensor | None"]
@@ -62,10 +62,11 @@ class TrainingMethod:
         trains_ebm: builds a :class:`ebreg.ebm.ConditionalEBM` (with an MDN proposal head when
             ``proposal == "learned"``).
         proposal: where the candidates come from; ``"fixed"`` builds a
-            :class:`ebreg.proposals.FixedGaussianMixture`, ``"mdn"`` a
+            :class:`ebreg.proposals.FixedGaussianMixture`, ``"separate"`` a
             :class:`ebreg.mdn.MixtureDensityNetwork`.
-        test_model: the network that predicts at test time (``"ebm"`` by SNIS with its learned
-            proposal, ``"mdn"`` exactly), or None when there is no stand-alone test-time density.
+        test_model: the attribute of the network that predicts at test time (``"ebm"``, by SNIS
+            with its learned proposal; ``"mdn"``, exactly), or None when there is no stand-alone
+            test-time density.
         loss_terms: ``(networks, x (n, ...), y (n, D), config) -> (terms, ess)``.
     """
 
@@ -186,7 +187,7 @@ def _joint_nce(nets: Networks, x: Tensor, y: Tensor, cfg: TrainConfig) -> LossTe
 
 
 def _mdn_teacher(nets: Networks, x: Tensor, y: Tensor, cfg: TrainConfig) -> LossTerms:
-    s = score_candidates(nets, "mdn", x, y, cfg.num_samples)
+    s = score_candidates(nets, "separate", x, y, cfg.num_samples)
     teacher, student = objectives.teacher_student(s.f_data, s.log_q_data, s.f_samples, s.log_q_samples)
     return {"teacher_nce": teacher, "student": student}, s.ess_fraction()
 
@@ -202,8 +203,8 @@ _ENTRIES = (
                    "learned", "ebm", _joint_nce),
     TrainingMethod("joint_mlis", "variant A: one ML-IS objective for the EBM and its proposal", True, "learned",
                    "ebm", _joint_mlis),
-    TrainingMethod("mdn", "a mixture density network by maximum likelihood", False, "mdn", "mdn", _mdn),
-    TrainingMethod("mdn_teacher", "an MDN trained towards an EBM teacher learned alongside", True, "mdn", "mdn",
+    TrainingMethod("mdn", "a mixture density network by maximum likelihood", False, "separate", "mdn", _mdn),
+    TrainingMethod("mdn_teacher", "an MDN trained towards an EBM teacher learned alongside", True, "separate", "mdn",
                    _mdn_teacher),
 )
 #: every training method by name

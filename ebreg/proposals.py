@@ -81,7 +81,7 @@ class GaussianMixture(MixtureSameFamily):
 
     def sample(
         self,
-        sample_shape: torch.Size | Sequence[int] = torch.Size(),
+        sample_shape: torch.Size | Sequence[int] = (),
         generator: torch.Generator | None = None,
         common_noise: bool = False,
         prepend: Tensor | None = None,

@@ -22,7 +22,7 @@ class AffineScaling(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
 
     @torch.no_grad()
-    def fit_(self, data: Tensor) -> "AffineScaling":
+    def fit_(self, data: Tensor) -> AffineScaling:
         """Set loc and scale to the column means and population standard deviations of
         ``data`` ``(n, dim)``; a constant column keeps scale 1."""
         if data.shape[0] == 0:

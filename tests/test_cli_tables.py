@@ -180,7 +180,8 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
 
 CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
          "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
-         "invalid ensemble size", "unknown method", "refine an MDN with the MDN", "out is not a model folder", "feature missing at predict", "NaN at predict",
+         "invalid ensemble size", "unknown method", "refine an MDN with the MDN", "out is not a model folder",
+         "feature missing at predict", "NaN at predict",
          "unknown output format", "invalid interval", "tampered model", "truncated model",
          "model from a newer version", "missing model folder", "row out of range"]
 

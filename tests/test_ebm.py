@@ -5,9 +5,9 @@ from __future__ import annotations
 import pytest
 import torch
 
-from ebreg.config import ModelConfig
 from ebreg import fast_paths
 from ebreg._fast import feature_major
+from ebreg.config import ModelConfig
 from ebreg.ebm import ConditionalEBM, EnergyHead
 from ebreg.nn import linear_over_rows
 

@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import math
-
 import dataclasses
+import math
 
 import pytest
 import torch
 
 from ebreg import methods
-from ebreg.config import METHODS, ModelConfig, TrainConfig
+from ebreg.config import ModelConfig, TrainConfig
 from ebreg.engine import EBMTrainer, NonFiniteLossError, _loader, fit, lr_factor
 from ebreg.inference import effective_sample_fraction
 
@@ -18,29 +17,6 @@ from ebreg.inference import effective_sample_fraction
 def _batch(d: int, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(0)
     return torch.randn(n, 2, generator=g), torch.randn(n, d, generator=g)
-
-
-@pytest.mark.parametrize("d", [1, 3])
-@pytest.mark.parametrize("method", METHODS)
-def test_every_method_gives_finite_per_example_losses_reaching_every_parameter(method: str, d: int) -> None:
-    torch.manual_seed(0)
-    module = EBMTrainer(ModelConfig(input_dim=2, target_dim=d, components=3),
-                        TrainConfig(method=method, num_samples=16))
-    module.generator = torch.Generator().manual_seed(0)
-    x, y = _batch(d)
-    terms = module.losses(x, y)
-    for name, value in terms.items():
-        assert value.shape == (6,), name
-        assert torch.isfinite(value).all(), name
-    torch.stack([v.mean() for v in terms.values()]).sum().backward()
-    for name, p in module.named_parameters():
-        assert p.grad is not None, f"{method}: no gradient reaches {name}"
-        if name == "ebm.energy.out.bias":
-            # NCE and ML-IS are invariant to adding a constant to f (their normalisers absorb it):
-            # the output bias gets zero gradient (on CUDA exactly zero)
-            assert p.grad.abs().max() < 1e-5
-        else:
-            assert p.grad.abs().sum() > 0, f"{method}: zero gradient at {name}"
 
 
 def test_variant_b_trains_the_feature_net_by_the_ebm_loss_only() -> None:

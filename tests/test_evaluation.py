@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from ebreg.app.evaluation import grid_nll, scorer, toy1_kl_to_truth
 from ebreg.config import ModelConfig, TrainConfig
 from ebreg.datasets import Toy1
 from ebreg.engine import fit
-from ebreg.app.evaluation import grid_nll, scorer, toy1_kl_to_truth
 from ebreg.mdn import MixtureDensityNetwork
 
 

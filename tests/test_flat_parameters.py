@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from ebreg._fast.flat_parameters import flatten, unflatten, zero_flat_grad
 from ebreg.config import ModelConfig, TrainConfig
 from ebreg.engine import fit
-from ebreg._fast.flat_parameters import flatten, unflatten, zero_flat_grad
 
 
 def _net() -> nn.Module:

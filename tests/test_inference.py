@@ -35,7 +35,7 @@ class KnownEBM(nn.Module):
         return x
 
     def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
-                         log_q: Tensor | None = None) -> Tensor:
+                         proposal_log_prob: Tensor | None = None) -> Tensor:
         h = x if h is None else h
         if self.quartic:  # f = -y^4 / 4 + x y
             return (-(y**4) / 4 + h * y).squeeze(-1)
@@ -64,7 +64,7 @@ def test_log_normalizer_against_quadrature(gen: torch.Generator) -> None:
     x = torch.tensor(xs, dtype=torch.float64).view(-1, 1)
     est = importance_sample(model, x, num_samples=200_000, generator=gen).log_normalizer()
     for xi, e in zip(xs, est):
-        z, _ = integrate.quad(lambda y: math.exp(-(y**4) / 4 + xi * y), -20, 20)
+        z, _ = integrate.quad(lambda y, xi=xi: math.exp(-(y**4) / 4 + xi * y), -20, 20)
         assert e.item() == pytest.approx(math.log(z), abs=0.01)
 
 
@@ -85,7 +85,7 @@ class SpikedEBM(KnownEBM):
         self.spike = spike
 
     def log_unnormalized(self, x: Tensor | None, y: Tensor, h: Tensor | None = None,
-                         log_q: Tensor | None = None) -> Tensor:
+                         proposal_log_prob: Tensor | None = None) -> Tensor:
         return super().log_unnormalized(x, y, h) + self.spike * (y.abs() < 1e-6).squeeze(-1)
 
 

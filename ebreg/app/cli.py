@@ -10,9 +10,9 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
-
 from typing import get_args
 
+from .._fast import set_fast_paths
 from ..config import METHODS, JointMethod, MDNMethod
 
 __all__ = ["main"]
@@ -197,6 +197,7 @@ def _plot(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``ebreg`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
+    set_fast_paths(keep_freed_memory=True)  # one short-lived process: its heap may keep freed memory
     commands = {"demo": _demo, "fit": _fit, "predict": _predict, "evaluate": _evaluate, "plot": _plot}
     try:
         return commands[args.command](args)

@@ -159,8 +159,8 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     """Scores on a table with observed targets; with ``report`` a folder of JSON and figures."""
     import torch
 
-    from . import plotting
     from ..metrics import pit_coverage
+    from . import plotting
 
     est, spec = _load(model)
     frame = read_table(data)
@@ -209,8 +209,8 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     """The predictive density of one row (and the proposal's, for an EBM), with the observed value."""
     import torch
 
-    from .plotting import row_density
     from ..proposals import pool_mixtures
+    from .plotting import row_density
 
     if Path(out).suffix.lower() != ".png":
         raise TableError(f"{out}: the figure is written as PNG; give a file name ending in .png")

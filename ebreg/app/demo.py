@@ -14,9 +14,9 @@ from .. import __version__
 from ..config import ModelConfig, TrainConfig
 from ..datasets import Toy1, ToyData, load_toy1_reference
 from ..engine import fit
-from .evaluation import grid_nll, grid_scores, scorer, toy1_kl_to_truth
 from ..inference import log_likelihood, predict_mean
 from ..io import write_json
+from .evaluation import grid_nll, grid_scores, scorer, toy1_kl_to_truth
 from .plotting import density_panels
 
 __all__ = ["run_demo"]
@@ -66,7 +66,7 @@ def run_demo(
     x, y = _tensors(train)
     result = fit(model_cfg, train_cfg, x, y, progress=progress)
     module = result.module
-    is_ebm = module.method.proposal != "mdn"  # the EBM is the model shown (the MDN for MDN methods)
+    is_ebm = module.method.proposal != "separate"  # the EBM is the model shown (the MDN for MDN methods)
     model = module.ebm if is_ebm else module.mdn
     learned_proposal = module.ebm.proposal is not None if is_ebm else True
 

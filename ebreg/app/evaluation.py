@@ -1,4 +1,4 @@
-"""Grid-based evaluation protocols for 1-D targets (method.md §5)."""
+"""Grid-based evaluation protocols for 1-D targets (docs/protocols.md §4)."""
 
 from __future__ import annotations
 

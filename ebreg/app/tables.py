@@ -7,10 +7,10 @@ training did. Every problem with a table is raised as :class:`TableError` naming
 
 from __future__ import annotations
 
+import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-import zipfile
 
 import numpy as np
 import pandas as pd
@@ -114,7 +114,7 @@ class TableSpec:
 
     @classmethod
     def infer(cls, frame: pd.DataFrame, targets: list[str], features: list[str] | None,
-              one_hot: bool) -> "TableSpec":
+              one_hot: bool) -> TableSpec:
         """The spec for training on ``frame``: ``features`` default to every other column;
         non-numeric feature columns are refused unless ``one_hot``."""
         missing = [c for c in targets + (features or []) if c not in frame.columns]
@@ -175,5 +175,5 @@ class TableSpec:
         return {"targets": self.targets, "features": self.features, "one_hot": self.one_hot}
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> "TableSpec":
+    def from_dict(cls, data: dict[str, Any]) -> TableSpec:
         return cls(list(data["targets"]), list(data["features"]), dict(data.get("one_hot", {})))

@@ -1,4 +1,4 @@
-"""The paper's two 1-D toy problems, with their true conditional densities (method.md §6).
+"""The paper's two 1-D toy problems, with their true conditional densities (docs/protocols.md §5).
 
 * Toy 1: bimodal for x < 0, skewed (shifted log-normal) for x >= 0.
 * Toy 2: four zones in x (asymmetric, symmetric, uniform, multimodal), built by a fixed
