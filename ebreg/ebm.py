@@ -141,7 +141,7 @@ class ConditionalEBM(nn.Module):
         if config.residual_energy:
             features = feature_network(config)
             head = proposal()
-        else:  # the order of the earlier releases: their seeds keep their networks
+        else:  # proposal head first: a seed gives the same networks in every version of ebreg
             head = proposal()
             features = feature_network(config)
         energy = EnergyHead(h_dim, config.target_dim, config.target_hidden, config.joint_width, config.residual_blocks)

@@ -135,7 +135,7 @@ class WeightedSamples:
         values, w = self.samples.squeeze(-1).T, self.weights().T  # (n, E * M)
         if values.device.type == "cpu" and values.dtype in (torch.float32, torch.float64):
             # numpy's vectorised sort (x86-simd-sort, Highway) ranks a CPU's rows about 2.5 times
-            # faster than torch's (benchmarks/results/speed.md times the interval with torch's)
+            # faster than torch's
             order = torch.from_numpy(np.argsort(values.detach().numpy(), axis=1))
         else:
             order = values.argsort(1)

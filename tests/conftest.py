@@ -1,4 +1,4 @@
-"""Shared fixtures: the paths to ../shared's toy and UCI data and a seeded generator."""
+"""Shared fixtures (the paths to ../shared's toy and UCI data, a seeded generator) and helpers."""
 
 from __future__ import annotations
 
@@ -29,3 +29,14 @@ def uci_dir() -> Path:
 @pytest.fixture
 def gen() -> torch.Generator:
     return torch.Generator().manual_seed(1234)
+
+
+def graph_nodes(out: torch.Tensor) -> set[str]:
+    """Names of the autograd nodes behind ``out`` (``from conftest import graph_nodes``)."""
+    names, todo = set(), [out.grad_fn]
+    while todo:
+        node = todo.pop()
+        if node is not None:
+            names.add(type(node).__name__)
+            todo += [f for f, _ in node.next_functions]
+    return names

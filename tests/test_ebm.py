@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 import torch
+from conftest import graph_nodes
 
 from ebreg import fast_paths
 from ebreg._fast import feature_major
@@ -103,14 +104,14 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
     with fast_paths(feature_major_head=False):
         plain = head(h, y)
     assert fast.shape == (33, 6)
-    assert "FeatureMajorHeadBackward" in str(_node_names(head(h, y)))  # the default path
+    assert "FeatureMajorHeadBackward" in graph_nodes(head(h, y))  # the default path
     assert torch.allclose(fast, plain, atol=1e-5)
     assert "FeatureMajorHeadBackward" in type(fast.grad_fn.next_functions[0][0].next_functions[0][0]).__name__
     with torch.no_grad():  # without gradients: the same layers, nothing kept for a backward
         assert torch.equal(feature_major.scores(head, h, y, chunks), fast.detach())
     with fast_paths(head_backward=False):  # autograd through the same layers
         by_autograd = feature_major.scores(head, h, y, chunks)
-    assert "FeatureMajorHeadBackward" not in str(_node_names(by_autograd))
+    assert "FeatureMajorHeadBackward" not in graph_nodes(by_autograd)
     torch.testing.assert_close(by_autograd, fast, rtol=0, atol=0)
     g_fast = torch.autograd.grad(fast.square().sum(), [h, *head.parameters()])
     g_plain = torch.autograd.grad(plain.square().sum(), [h, *head.parameters()])
@@ -119,16 +120,6 @@ def test_feature_major_head_equals_the_plain_computation(target_dim: int, hidden
         assert torch.allclose(a, b, atol=1e-4, rtol=1e-4)
         assert torch.allclose(a, c, atol=1e-5, rtol=1e-5)
 
-
-def _node_names(out: torch.Tensor) -> list[str]:
-    """Names of the autograd nodes behind ``out``."""
-    names, todo = [], [out.grad_fn]
-    while todo:
-        node = todo.pop()
-        if node is not None:
-            names.append(type(node).__name__)
-            todo += [f for f, _ in node.next_functions]
-    return names
 
 
 @pytest.mark.parametrize("in_features, with_bias", [(1, True), (3, True), (3, False)])
