@@ -7,7 +7,7 @@ import math
 import sys
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from functools import partial
@@ -16,6 +16,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Callback, EarlyStopping, ModelCheckpoint, TQDMProgressBar
+from lightning.pytorch.callbacks.progress.tqdm_progress import Tqdm
 from lightning.pytorch.loggers import CSVLogger, Logger
 from torch import Tensor, nn
 from torch.utils.data import DataLoader, TensorDataset
@@ -66,6 +67,10 @@ class EBMTrainer(L.LightningModule):
         self._train_sums: Tensor | None = None  # per-epoch sums of the loss terms over examples
         self._train_names: list[str] = []
         self._train_count = 0
+        #: where one plain line per epoch goes (set by :func:`fit` for progress off a terminal)
+        self.epoch_lines: Callable[[str], None] | None = None
+        self.label = ""
+        self._epoch_start = 0.0
 
     def test_model(self) -> ConditionalEBM | MixtureDensityNetwork | None:
         """The network that predicts at test time (None for fixed-proposal methods)."""
@@ -111,12 +116,28 @@ class EBMTrainer(L.LightningModule):
         self._train_names, self._train_count = list(terms), self._train_count + len(x)
         return loss
 
+    def on_train_epoch_start(self) -> None:
+        self._epoch_start = time.perf_counter()
+
     def on_train_epoch_end(self) -> None:
         self._finite_check.raise_if_seen()
+        means = None
         if self._train_sums is not None:
             means = self._train_sums / self._train_count
             self.log_dict({f"train/{k}": v for k, v in zip(self._train_names, means)}, sync_dist=True)
+        if self.epoch_lines is not None and self.trainer.is_global_zero:
+            self.epoch_lines(self._epoch_line(means))
         self._train_sums, self._train_count = None, 0
+
+    def _epoch_line(self, means: Tensor | None) -> str:
+        """``[label] epoch e/E: term value, ..., val_nll value, seconds`` for the epoch just ended."""
+        terms = [] if means is None else [f"{k} {float(v):.4f}" for k, v in zip(self._train_names, means)]
+        nll = self.trainer.callback_metrics.get("val/nll")
+        if nll is not None:
+            terms.append(f"val_nll {float(nll):.4f}")
+        head = f"{self.label} " if self.label else ""
+        seconds = time.perf_counter() - self._epoch_start
+        return f"{head}epoch {self.current_epoch + 1}/{self.trainer.max_epochs}: {', '.join(terms)}, {seconds:.2f} s"
 
     def validation_nll(self, x: Tensor, y: Tensor) -> Tensor | None:
         """Per-example NLL ``(n,)`` of the test-time model in original units, or None.
@@ -210,6 +231,31 @@ def lr_factor(step: int, cfg: TrainConfig, total: int) -> float:
     return 1.0
 
 
+class LabelledBar(TQDMProgressBar):
+    """Lightning's progress bars on standard error, the training bar named by ``label``
+    (``member 2/5``) so that an ensemble's bars say which member is training."""
+
+    def __init__(self, label: str, refresh_rate: int = 10) -> None:
+        super().__init__(refresh_rate=refresh_rate)
+        self.label = label
+
+    def init_train_tqdm(self) -> Tqdm:
+        return Tqdm(desc=self.label or self.train_description, position=2 * self.process_position,
+                    disable=self.is_disabled, leave=True, dynamic_ncols=True, file=sys.stderr, smoothing=0,
+                    bar_format=self.BAR_FORMAT)
+
+    def on_train_epoch_start(self, trainer: L.Trainer, *args: object) -> None:
+        super().on_train_epoch_start(trainer, *args)
+        if self.label:
+            self.train_progress_bar.set_description(f"{self.label} epoch {trainer.current_epoch}")
+
+    def init_validation_tqdm(self) -> Tqdm:
+        has_main_bar = self.trainer.state.fn != "validate"
+        return Tqdm(desc=self.validation_description, position=2 * self.process_position + has_main_bar,
+                    disable=self.is_disabled, leave=not has_main_bar, dynamic_ncols=True, file=sys.stderr,
+                    bar_format=self.BAR_FORMAT)
+
+
 class KeepBestWeights(Callback):
     """Keeps, in memory, the weights of the epoch with the lowest ``monitor`` and restores
     them when training ends (also when it is stopped early)."""
@@ -298,6 +344,7 @@ def fit(
     y_val: Tensor | None = None,
     *,
     progress: bool = True,
+    label: str = "",
     verbose: bool = False,
     log_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
@@ -313,6 +360,10 @@ def fit(
     Raises :class:`NonFiniteLossError` when a loss is not finite: on the CPU at once, on an
     accelerator within 50 steps or at the epoch's end (no update is made from that loss;
     see :class:`ebreg.finite_check.FiniteLossCheck`).
+
+    ``progress``: on a terminal a progress bar named ``label`` on standard error; elsewhere (a
+    log file, a pipe) one plain line per epoch on standard error (``label``, epoch, every
+    training loss term, the validation NLL, seconds). Standard output is left to results.
 
     ``log_dir``: learning curves of every loss term, the proposal samples' effective sample
     size and the validation NLL, per epoch, as CSV (and for TensorBoard when it is
@@ -337,8 +388,12 @@ def fit(
         val = None if x_val is None or y_val is None else _loader(x_val, as_targets(y_val), 4096, False, seed)
         keep = None
         callbacks: list[Callback] = []
-        if progress:  # on a terminal every 10 steps; in a log file once per epoch
-            callbacks.append(TQDMProgressBar(refresh_rate=10 if sys.stdout.isatty() else len(train_loader)))
+        module.label = label
+        terminal = progress and sys.stderr.isatty()
+        if terminal:
+            callbacks.append(LabelledBar(label, refresh_rate=10))
+        elif progress:
+            module.epoch_lines = partial(print, file=sys.stderr, flush=True)
         if val is not None and train_config.patience is not None:
             if module.method.test_model is None:
                 raise ValueError(f"early stopping needs a test-time density; method "
@@ -354,7 +409,7 @@ def fit(
         trainer = L.Trainer(**{
             "max_epochs": train_config.epochs, "logger": _loggers(log_dir), "callbacks": callbacks,
             "enable_checkpointing": checkpoint_dir is not None, "enable_model_summary": False,
-            "enable_progress_bar": progress, "num_sanity_val_steps": 0, "gradient_clip_val": None,
+            "enable_progress_bar": terminal, "num_sanity_val_steps": 0, "gradient_clip_val": None,
             **trainer_kwargs})
         start = time.perf_counter()
         try:
@@ -363,6 +418,7 @@ def fit(
             unflatten(module.parameters())
             raise
         seconds = time.perf_counter() - start
+    module.epoch_lines = None
     module.eval()
     if keep is None:
         return FitResult(module, seconds)

@@ -12,6 +12,7 @@ touch the global random state when it is an integer.
 from __future__ import annotations
 
 import math
+import re
 import time
 import warnings
 from dataclasses import replace
@@ -34,7 +35,8 @@ from .proposals import pool_mixtures
 
 __all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 
-_DEVICES = ("cpu", "cuda", "auto")
+#: what ``device`` may name: the CPU, a CUDA device (``cuda`` or ``cuda:N``), Apple's MPS, or the best present
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 
 
 #: ``ensemble_size="auto"``: this many models when the training data have fewer than
@@ -62,10 +64,19 @@ def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
 
 
 def torch_device(name: str) -> torch.device:
-    """The device an estimator's ``device`` names: ``"auto"`` is CUDA when it is available."""
-    if name == "cpu" or (name == "auto" and not torch.cuda.is_available()):
-        return torch.device("cpu")
-    return torch.device("cuda")
+    """The device an estimator's ``device`` names (``"auto"``: CUDA, else MPS, else the CPU);
+    ``ValueError`` in one line when it is not one of :data:`DEVICE_PATTERN`'s or is absent here."""
+    if not isinstance(name, str) or not DEVICE_PATTERN.fullmatch(name):
+        raise ValueError(f"device must be cpu, cuda, cuda:N, mps or auto, got {name!r}")
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "mps" if torch.backends.mps.is_available() else "cpu"
+    device = torch.device(name)
+    if device.type == "cuda" and (not torch.cuda.is_available() or (device.index or 0) >= torch.cuda.device_count()):
+        raise ValueError(f"device {name!r} is not available here ({torch.cuda.device_count()} CUDA device(s)); "
+                         f"use device='cpu' or 'auto'")
+    if device.type == "mps" and not torch.backends.mps.is_available():
+        raise ValueError("device 'mps' is not available here; use device='cpu' or 'auto'")
+    return device
 
 
 class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
@@ -131,8 +142,10 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         name = type(self).__name__
         if self._method() not in self._methods:
             raise ValueError(f"{name}: unknown method {self.method!r}; choose one of {', '.join(self._methods)}")
-        if self.device not in _DEVICES:
-            raise ValueError(f"{name}: device must be one of {', '.join(_DEVICES)}, got {self.device!r}")
+        try:
+            torch_device(self.device)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must lie in [0, 1), got {self.validation_fraction}")
         size = self.ensemble_size
@@ -174,7 +187,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
         model_cfg = self._model_config(X.shape[1], Y.shape[1])
         start = time.perf_counter()
-        results = [self._fit_model(model_cfg, *tensors, seed, len(seeds)) for seed in seeds]
+        results = [self._fit_model(model_cfg, *tensors, seed, len(seeds), f"member {i}/{len(seeds)}" * (len(seeds) > 1))
+                   for i, seed in enumerate(seeds, 1)]
         self.models_ = [model for model, _ in results]
         self.model_config_ = model_cfg
         self.squeeze_ = y.ndim == 1
@@ -186,7 +200,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, seed: int,
-                   ensemble_size: int) -> tuple[Any, Any]:
+                   ensemble_size: int, label: str = "") -> tuple[Any, Any]:
         """Train one model of ``ensemble_size`` from ``seed`` (its validation part and initial
         weights) on ``X`` ``(n, d)``, ``Y`` ``(n, D)``; returns the model and the engine's
         ``FitResult``."""
@@ -203,7 +217,9 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         )
         device = self._torch_device()
         result = train(model_cfg, train_cfg, X[train_rows], Y[train_rows], x_val, y_val, progress=self.verbose,
-                       accelerator="gpu" if device.type == "cuda" else "cpu", devices=1)
+                       label=label,
+                       accelerator=device.type if device.type != "cuda" else "gpu",
+                       devices=[device.index or 0] if device.type == "cuda" else 1)
         module = result.module.to(device)
         model = module.test_model()
         model.requires_grad_(False)
@@ -216,12 +232,13 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         (nothing by default)."""
 
     def save(self, path: str | Path, metrics: dict[str, Any] | None = None,
-             table: dict[str, Any] | None = None) -> Path:
+             table: dict[str, Any] | None = None, card: dict[str, Any] | None = None) -> Path:
         """Write this fitted estimator to model folder ``path`` (see :mod:`ebreg.model_file`).
 
         ``metrics``: JSON-able numbers to keep with the model; ``table``: the column mapping of
-        the command line's ``TableSpec`` when the model was trained from a table. Replaces an
-        existing model folder (or an empty folder) atomically; refuses any other existing path.
+        the command line's ``TableSpec`` when the model was trained from a table; ``card``: a
+        JSON-able description for people (data, date, command). Replaces an existing model
+        folder (or an empty folder) atomically; refuses any other existing path.
         """
         check_is_fitted(self)
         params = {k: None if isinstance(v, np.random.RandomState) else list(v) if isinstance(v, tuple) else v
@@ -234,13 +251,15 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             "feature_names": [str(f) for f in getattr(self, "feature_names_in_", [])] or None,
             "metrics": metrics or {},
             "table": table,
+            "card": card or {},
         }
         return model_file.write(path, torch.nn.ModuleList(self.models_).state_dict(), meta)
 
     @classmethod
-    def load(cls, path: str | Path) -> _ProbabilisticRegressor:
-        """The estimator saved in model folder ``path`` (:meth:`save`); refuses another class's."""
-        estimator = load(path)
+    def load(cls, path: str | Path, device: str | None = None) -> _ProbabilisticRegressor:
+        """The estimator saved in model folder ``path`` (:meth:`save`) on ``device`` (default: the one
+        it was fitted for); refuses another class's."""
+        estimator = load(path, device)
         if not isinstance(estimator, cls):
             raise TypeError(f"{path} holds a {type(estimator).__name__}, not a {cls.__name__}")
         return estimator
@@ -287,9 +306,11 @@ class EBMRegressor(_ProbabilisticRegressor):
         validation_fraction: share of the training rows held out for early stopping
             (0: none, train all epochs).
         patience: epochs without a better validation NLL before stopping.
-        device: ``"cpu"``, ``"cuda"`` or ``"auto"``.
+        device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA, else MPS, else
+            the CPU); one that is absent here is refused when fitting.
         random_state: seed (int), ``RandomState`` or None.
-        verbose: show a progress bar.
+        verbose: report progress on standard error: a bar per model on a terminal (``member 2/5``
+            for an ensemble), else one line per epoch.
         calibrate: after training, fit a temperature T, ``p(y|x) ∝ exp(f(x, y) / T)``, by the
             log-likelihood of the validation part (:mod:`ebreg.calibration`; ``temperatures_``,
             one per model): True for every model, False for none, ``"auto"`` for a single EBM
@@ -400,9 +421,10 @@ class MDNRegressor(_ProbabilisticRegressor):
             return MixturePredictive(pool_mixtures([model(x) for model in self.models_]), self.squeeze_)
 
 
-def load(path: str | Path) -> EBMRegressor | MDNRegressor:
+def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegressor:
     """The fitted estimator saved in model folder ``path`` (by :meth:`EBMRegressor.save` or
-    :meth:`MDNRegressor.save`), of the class it was saved from."""
+    :meth:`MDNRegressor.save`), of the class it was saved from, on ``device`` (default: the one it
+    was fitted for; see the estimators' ``device``)."""
     meta, state = model_file.read(path)
     meta_file = Path(path) / "model.json"
     classes = {"EBMRegressor": EBMRegressor, "MDNRegressor": MDNRegressor}
@@ -410,6 +432,8 @@ def load(path: str | Path) -> EBMRegressor | MDNRegressor:
         cls = classes[meta["estimator"]]
         config = ModelConfig.from_dict(meta["model_config"])
         estimator = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
+        if device is not None:
+            estimator.set_params(device=device)
         fitted = {k: meta["fitted"][k] for k in model_file.FITTED}
         count = len(fitted["seeds_"])
     except (KeyError, TypeError, ValueError) as err:
@@ -424,6 +448,7 @@ def load(path: str | Path) -> EBMRegressor | MDNRegressor:
     if meta.get("feature_names"):
         estimator.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     estimator.metrics_ = meta.get("metrics", {})
+    estimator.card_ = meta.get("card", {})
     estimator.table_ = meta.get("table")
     return estimator
 

@@ -1,5 +1,7 @@
 """Atomic writes of files and folders: a crash mid-write leaves the old one or none, never
-half of one."""
+half of one. What they write gets the permissions an ordinary ``open()`` or ``mkdir()`` would
+give under the process's umask (0644 files, 0755 folders under umask 0022), and a path that is
+a symbolic link is refused rather than replaced."""
 
 from __future__ import annotations
 
@@ -12,16 +14,32 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_folder", "write_json", "write_text"]
+__all__ = ["atomic_write", "atomic_folder", "write_json", "write_text", "umask"]
+
+
+def umask() -> int:
+    """The process's umask (read by setting it and putting it back)."""
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+def _target(path: str | Path) -> Path:
+    """``path`` made absolute (so that ``.`` has a name and a parent), refused if it is a link."""
+    path = Path(os.path.abspath(path))
+    if path.is_symlink():
+        raise FileExistsError(f"{path} is a symbolic link; give the real path")
+    return path
 
 
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
-    path = Path(path)
+    path = _target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
+        os.chmod(tmp, 0o666 & ~umask())
         write(Path(tmp))
         os.replace(tmp, path)
     except BaseException:
@@ -37,12 +55,13 @@ def atomic_folder(path: str | Path, write: Callable[[Path], None], may_replace: 
     it is first renamed aside, then the new folder renamed in, then the old one deleted, so
     at any moment ``path`` is the complete old folder, the complete new one, or absent.
     """
-    path = Path(path)
+    path = _target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path.is_dir() and may_replace(path)):
         raise FileExistsError(f"{path} exists and is not a folder this would replace; choose another path")
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
     try:
+        os.chmod(tmp, 0o777 & ~umask())
         write(tmp)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

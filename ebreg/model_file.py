@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -23,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_folder, write_json
+from .io import atomic_folder, umask, write_json
 
 __all__ = ["ModelFileError", "write", "read", "load_weights", "is_model_folder", "FORMAT_VERSION", "FITTED"]
 
@@ -85,8 +86,15 @@ def _upgrade_v1(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[st
 
 
 def is_model_folder(path: Path) -> bool:
-    """Whether ``path`` (an existing folder) may be replaced by a model: a model folder or empty."""
-    return (path / META).exists() or not any(path.iterdir())
+    """Whether ``path`` (an existing folder) may be replaced by a model: empty, or an ebreg model
+    folder (its ``model.json`` says so; another tool's ``model.json`` does not make it ours)."""
+    if not any(path.iterdir()):
+        return True
+    try:
+        meta = json.loads((path / META).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == FORMAT
 
 
 def write(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:
@@ -103,6 +111,7 @@ def write(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]
 
     def write_into(folder: Path) -> None:
         save_file({k: v.detach().to("cpu").contiguous() for k, v in state.items()}, str(folder / WEIGHTS))
+        os.chmod(folder / WEIGHTS, 0o666 & ~umask())  # safetensors creates its files private
         meta["weights_sha256"] = _sha256(folder / WEIGHTS)
         write_json(folder / META, meta)
 

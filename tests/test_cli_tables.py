@@ -5,7 +5,9 @@ through the command line's entry point: a subprocess each would spend seconds im
 from __future__ import annotations
 
 import json
+import re
 import shutil
+import stat
 import subprocess
 import sys
 from pathlib import Path
@@ -171,10 +173,17 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
                                   r"--ensemble-size: must be a positive integer or 'auto', got many", out),
         "unknown method": (["fit", train, "--target", "y", "--method", "magic", "--out", out],
                            r"--method: invalid choice: 'magic'", out),
+        "invalid device": (["fit", train, "--target", "y", "--device", "tpu", "--out", out],
+                           r"--device: must be cpu, cuda, cuda:N, mps or auto, got tpu", out),
+        "absent device": (["fit", train, "--target", "y", "--epochs", "1", "--device", "cuda:7", "--out", out],
+                          r"device 'cuda:7' is not available here", out),
+        "invalid validation fraction": (["fit", train, "--target", "y", "--validation-fraction", "1", "--out", out],
+                                        r"--validation-fraction: must be a number in \[0, 1\), got 1", out),
         "refine an MDN with the MDN": (["fit", train, "--target", "y", "--method", "mdn", "--refine-mdn", "--out", out],
                                        r"--refine-mdn applies to the EBM trained by joint_nce, not to mdn", out),
         "out is not a model folder": (["fit", train, *fit[1:-1], work / "not_model"],
-                                      r"not_model exists and is not a model folder", work / "not_model" / "model.json"),
+                                      r"not_model exists and is not an ebreg model folder",
+                                      work / "not_model" / "model.json"),
         "feature missing at predict": (["predict", work / "model", work / "no_z.csv", "--out", pred],
                                        r"lacks feature column\(s\) the model was trained on: z", pred),
         "NaN at predict": (["predict", work / "model", work / "nan_x.csv", "--out", pred],
@@ -195,7 +204,8 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
 
 CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
          "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
-         "invalid ensemble size", "unknown method", "refine an MDN with the MDN", "out is not a model folder",
+         "invalid ensemble size", "unknown method", "invalid device", "absent device", "invalid validation fraction",
+         "refine an MDN with the MDN", "out is not a model folder",
          "feature missing at predict", "NaN at predict",
          "unknown output format", "invalid interval", "tampered model", "truncated model",
          "model from a newer version", "missing model folder", "row out of range"]
@@ -233,3 +243,96 @@ def test_one_hot_encodes_categories_and_refuses_unseen_ones(work: Path) -> None:
     proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv")
     assert proc.returncode == 2 and "categories unseen in training: green" in proc.stderr
     assert not (work / "green_out.csv").exists()
+
+
+def test_inputs_and_other_tools_files_survive_every_output_path(work: Path, capsys: pytest.CaptureFixture[str],
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """Outputs that would destroy something: each refused in one line, status 2, everything left as it was."""
+    other = work / "other_tool"
+    other.mkdir()
+    (other / "model.json").write_text('{"framework": "not ebreg"}')
+    shutil.copy(work / "train.csv", other / "train.csv")
+    reports = work / "old_report"
+    reports.mkdir()
+    (reports / "metrics.json").write_text('{"score": 1}')
+    shutil.copy(work / "train.csv", reports / "data.csv")
+    user = work / "user_folder"
+    user.mkdir()
+    shutil.copy(work / "train.csv", user / "train.csv")
+    link = work / "link_model"
+    link.symlink_to(work / "model", target_is_directory=True)
+    before = {p: p.read_bytes() for p in (other / "train.csv", reports / "data.csv", user / "train.csv",
+                                           work / "train.csv")}
+    fit = ["--target", "y", "--features", "x,z", "--epochs", "1", "--no-progress"]
+    cases = {
+        "another tool's model folder": (["fit", work / "train.csv", *fit, "--out", other],
+                                        r"other_tool exists and is not an ebreg model folder"),
+        "data inside --out": (["fit", other / "train.csv", *fit, "--out", other],
+                              r"is not an ebreg model folder"),
+        "report folder not ours": (["evaluate", work / "model", reports / "data.csv", "--report", reports],
+                                   r"--report .*old_report overlaps the input"),
+        "report over the model": (["evaluate", work / "model", work / "train.csv", "--report", work / "model"],
+                                  r"--report .*model overlaps the input"),
+        "predict onto its input": (["predict", work / "model", work / "train.csv", "--out", work / "train.csv"],
+                                   r"--out .*train.csv overlaps the input"),
+        "symbolic link as --out": (["fit", work / "train.csv", *fit, "--out", link], r"exists and is not an ebreg model"),
+    }
+    for name, (args, message) in cases.items():
+        status, stderr = ebreg_here(*args, capsys=capsys)
+        assert status == 2 and len(stderr.strip().splitlines()) == 1, (name, stderr)
+        assert re.search(message, stderr), (name, stderr)
+    monkeypatch.chdir(user)  # `--out .` in a folder of the user's
+    status, stderr = ebreg_here("fit", user / "train.csv", *fit, "--out", ".", capsys=capsys)
+    assert status == 2 and "is not an ebreg model folder" in stderr, stderr
+    assert sorted(p.name for p in user.iterdir()) == ["train.csv"]  # no hidden temporary folder
+    assert sorted(p.name for p in work.glob(".*")) == []
+    assert all(p.read_bytes() == content for p, content in before.items())
+    assert link.is_symlink() and (work / "model" / "model.json").exists()
+
+
+def test_a_two_dimensional_model_refuses_intervals_instead_of_dropping_them(work: Path,
+                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    frame = _frame().assign(y2=lambda f: f["y"] + 0.1 * f["z"])
+    frame.to_csv(work / "two.csv", index=False)
+    fit = ["fit", work / "two.csv", "--target", "y,y2", "--features", "x,z", "--epochs", "1", "--method", "mdn",
+           "--no-progress", "--out", work / "two_model"]
+    assert ebreg_here(*fit, capsys=capsys)[0] == 0
+    status, stderr = ebreg_here("predict", work / "two_model", work / "two.csv", "--out", work / "two.pred.csv",
+                                "--interval", "0.8", capsys=capsys)
+    assert status == 2 and "intervals and quantiles are for one target column; this model predicts 2 (y, y2)" in stderr
+    assert not (work / "two.pred.csv").exists()
+    assert ebreg_here("predict", work / "two_model", work / "two.csv", "--out", work / "two.pred.csv",
+                      capsys=capsys)[0] == 0  # by default: means and spreads, no interval
+    assert {"y_mean", "y2_stddev"} <= set(pd.read_csv(work / "two.pred.csv").columns)
+
+
+@pytest.mark.parametrize("mask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])
+def test_written_files_follow_the_umask(work: Path, tmp_path: Path, mask: int, file_mode: int,
+                                        folder_mode: int) -> None:
+    calls = [["predict", work / "model", work / "train.csv", "--out", tmp_path / "pred.csv"],
+             ["evaluate", work / "model", work / "train.csv", "--report", tmp_path / "report"],
+             ["fit", work / "train.csv", "--target", "y", "--epochs", "1", "--method", "mdn", "--no-progress",
+              "--out", tmp_path / "model"]]
+    script = (f"import os, sys\nos.umask({mask})\nfrom ebreg.app.cli import main\n"
+              f"for argv in {[[str(a) for a in c] for c in calls]!r}:\n    assert main(argv) == 0\n")
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr
+    assert stat.S_IMODE((tmp_path / "pred.csv").stat().st_mode) == file_mode
+    for folder in (tmp_path / "report", tmp_path / "model"):
+        assert stat.S_IMODE(folder.stat().st_mode) == folder_mode, folder
+        for path in folder.iterdir():
+            assert stat.S_IMODE(path.stat().st_mode) == file_mode, path
+
+
+def test_a_fit_into_a_log_file_writes_one_plain_line_per_member_and_epoch(work: Path) -> None:
+    proc = ebreg("fit", work / "train.csv", "--target", "y", "--features", "x,z", "--epochs", "3",
+                 "--out", work / "logged_model")
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.splitlines()[-1].startswith("wrote ") and len(proc.stdout.splitlines()) == 2  # results only
+    lines = proc.stderr.splitlines()
+    assert "\r" not in proc.stderr and "\x1b" not in proc.stderr
+    pattern = r"member ([1-5])/5 epoch ([1-3])/3: nce [-\d.]+, proposal_kl [-\d.]+, ess_fraction [\d.]+, " \
+              r"val_nll [-\d.]+, [\d.]+ s"
+    assert len(lines) == 15 and all(re.fullmatch(pattern, line) for line in lines), proc.stderr
+    assert [re.fullmatch(pattern, line).groups() for line in lines] == [(str(m), str(e)) for m in range(1, 6)
+                                                                        for e in range(1, 4)]

@@ -158,7 +158,9 @@ def test_early_stopping_keeps_the_best_epoch(fitted) -> None:  # noqa: ANN001
 
 @pytest.mark.parametrize("params, message", [
     ({"method": "joint_nce"}, "unknown method 'joint_nce'"),
-    ({"device": "tpu"}, "device must be one of"),
+    ({"device": "tpu"}, "device must be cpu, cuda, cuda:N, mps or auto, got 'tpu'"),
+    *([] if torch.cuda.is_available() else [({"device": "cuda"}, "device 'cuda' is not available here")]),
+    *([] if torch.cuda.device_count() > 7 else [({"device": "cuda:7"}, "device 'cuda:7' is not available here")]),
     ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
 ])
 def test_bad_parameters_are_named(params: dict, message: str) -> None:

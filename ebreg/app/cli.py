@@ -8,6 +8,7 @@ status 2, and leaves no partial output behind.
 from __future__ import annotations
 
 import argparse
+import re
 import sys
 from collections.abc import Sequence
 from typing import get_args
@@ -61,21 +62,62 @@ def _non_negative_int(text: str) -> int:
     return value
 
 
+DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, else MPS, else the CPU)"
+
+
+def _device(text: str) -> str:
+    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", text):
+        raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N, mps or auto, got {text}")
+    return text
+
+
+def _fraction(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = float("nan")
+    if not 0 <= value < 1:
+        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
+    return value
+
+
+def _versions() -> str:
+    """ebreg's, torch's and Lightning's versions, read without importing torch or Lightning."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    from .. import __version__
+
+    def installed(name: str) -> str:
+        try:
+            return version(name)
+        except PackageNotFoundError:
+            return "not installed"
+
+    return f"ebreg {__version__} (torch {installed('torch')}, lightning {installed('lightning')})"
+
+
 def _table_commands(sub: argparse._SubParsersAction) -> None:
     fit = sub.add_parser("fit", help="train a model on a table (CSV, Parquet or NPZ) and write a model folder")
     fit.add_argument("data", help="training table: .csv (with a header), .parquet or .npz")
     fit.add_argument("--target", required=True, type=_names, help="target column(s), comma-separated")
     fit.add_argument("--features", type=_names, default=None, help="feature columns (default: all others)")
-    fit.add_argument("--method", choices=get_args(JointMethod) + get_args(MDNMethod), default="joint_nce")
-    fit.add_argument("--epochs", type=_positive_int, default=None, help="most epochs (early stopping may end sooner)")
-    fit.add_argument("--components", type=_positive_int, default=None, help="mixture components K")
+    fit.add_argument("--method", choices=get_args(JointMethod) + get_args(MDNMethod), default="joint_nce",
+                     help="training method (default: joint_nce, an EBM; mdn and mdn_teacher train an MDN)")
+    fit.add_argument("--epochs", type=_positive_int, default=None,
+                     help="most epochs; early stopping may end sooner (default: 150)")
+    fit.add_argument("--components", type=_positive_int, default=None, help="mixture components K (default: 4)")
     fit.add_argument("--ensemble-size", type=_ensemble_size, default=None,
-                     help="models to train and average: a positive integer or 'auto' (the estimator's "
-                          "default: for the EBM 5 below 2,000 rows, else 1; for the MDN 1)")
+                     help="models to train and average: a positive integer or 'auto' (default: for the EBM "
+                          "5 below 2,000 rows, else 1; for the MDN 1)")
+    fit.add_argument("--patience", type=_positive_int, default=None,
+                     help="epochs without a better validation NLL before stopping (default: 20)")
+    fit.add_argument("--validation-fraction", type=_fraction, default=None,
+                     help="share of the rows held out for early stopping, in [0, 1) (default: 0.1)")
+    fit.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: cpu)")
     fit.add_argument("--refine-mdn", action="store_true",
                      help="joint_nce only: train the proposal as a plain MDN and the EBM as a learned "
                           "correction of it (EBMRegressor(refine_mdn=True))")
-    fit.add_argument("--seed", type=int, default=0)
+    fit.add_argument("--seed", type=int, default=0, help="seed of the split, weights and samples (default: 0)")
     fit.add_argument("--one-hot", action="store_true", help="one-hot encode non-numeric feature columns")
     fit.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
     fit.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -85,24 +127,37 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("model", help="model folder written by `ebreg fit`")
     pred.add_argument("data", help="table with the model's feature columns")
     pred.add_argument("--out", required=True, help="output table: .csv or .parquet")
-    pred.add_argument("--interval", type=_level, default=0.9, help="central interval level (default 0.9)")
-    pred.add_argument("--quantiles", type=_levels, default=None, help="quantile levels, e.g. 0.1,0.5,0.9")
-    pred.add_argument("--samples", type=_non_negative_int, default=0, help="draws per row to include")
-    pred.add_argument("--seed", type=int, default=0, help="seed of the draws")
+    pred.add_argument("--interval", type=_level, default=None,
+                      help="central interval level (default: 0.9 for one target column, none for several)")
+    pred.add_argument("--quantiles", type=_levels, default=None, help="quantile levels, e.g. 0.1,0.5,0.9 (default: none)")
+    pred.add_argument("--samples", type=_non_negative_int, default=0, help="draws per row to include (default: 0)")
+    pred.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     pred.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+    pred.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
 
     ev = sub.add_parser("evaluate", help="NLL, RMSE, MAE, CRPS, coverage and calibration on a labelled table")
     ev.add_argument("model")
     ev.add_argument("data")
     ev.add_argument("--target", type=_names, default=None, help="observed column(s) (default: the training names)")
-    ev.add_argument("--report", default=None, help="folder for metrics.json and figures")
+    ev.add_argument("--report", default=None, help="folder for metrics.json and figures (default: none)")
     ev.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+    ev.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
 
     plot = sub.add_parser("plot", help="the predictive density of one row")
     plot.add_argument("model")
     plot.add_argument("data")
     plot.add_argument("--row", type=_non_negative_int, required=True, help="0-based row of DATA")
     plot.add_argument("--out", default=None, help="PNG file (default: row<I>.png)")
+
+
+EXAMPLES = """examples:
+  ebreg fit houses.csv --target price --out price-model
+  ebreg predict price-model new.csv --out predictions.csv --quantiles 0.1,0.5,0.9
+  ebreg evaluate price-model test.csv --report report/
+  ebreg plot price-model test.csv --row 3 --out row3.png
+  ebreg demo --out demo-out
+
+Every command's options: ebreg COMMAND --help."""
 
 
 class _Parser(argparse.ArgumentParser):
@@ -113,15 +168,17 @@ class _Parser(argparse.ArgumentParser):
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = _Parser(prog="ebreg", description="Energy-based probabilistic regression.")
+    parser = _Parser(prog="ebreg", description="Energy-based probabilistic regression: full conditional densities "
+                     "p(y|x) from tables.", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=_versions())
     sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
     demo = sub.add_parser("demo", help="train on the toy-1 problem and compare with the true density")
     demo.add_argument("--out", required=True, help="folder for metrics.json and density.png")
-    demo.add_argument("--epochs", type=_positive_int, default=75)
-    demo.add_argument("--seed", type=int, default=0)
-    demo.add_argument("--method", choices=METHODS, default="joint_nce")
-    demo.add_argument("--components", type=_positive_int, default=4, help="proposal components K")
-    demo.add_argument("--data", default=None, help="optional .npz (x, y) to train on instead")
+    demo.add_argument("--epochs", type=_positive_int, default=75, help="epochs (default: 75)")
+    demo.add_argument("--seed", type=int, default=0, help="seed (default: 0)")
+    demo.add_argument("--method", choices=METHODS, default="joint_nce", help="training method (default: joint_nce)")
+    demo.add_argument("--components", type=_positive_int, default=4, help="proposal components K (default: 4)")
+    demo.add_argument("--data", default=None, help="optional .npz (x, y) to train on instead of toy 1")
     demo.add_argument("--reference", action="store_true",
                       help="the official code's optimiser settings (constant lr 1e-3) instead of ours")
     demo.add_argument("--no-progress", action="store_true", help="hide the progress bar")
@@ -155,9 +212,11 @@ def _per_model(values: list, spec: str = "") -> str:
 def _fit(args: argparse.Namespace) -> int:
     from .commands import fit_table
 
-    r = fit_table(args.data, args.target, args.out, args.features, args.method, args.epochs, args.components,
-                  args.seed, args.drop_missing, args.one_hot, progress=not args.no_progress,
-                  ensemble_size=args.ensemble_size, refine_mdn=args.refine_mdn)
+    r = fit_table(args.data, args.target, args.out, args.features, args.method, args.seed, args.drop_missing,
+                  args.one_hot, progress=not args.no_progress, command=" ".join(["ebreg", *sys.argv[1:]]),
+                  epochs=args.epochs, components=args.components, ensemble_size=args.ensemble_size,
+                  refine_mdn=args.refine_mdn, patience=args.patience,
+                  validation_fraction=args.validation_fraction, device=args.device)
     dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
     models = len(r["epochs_run"])
     print(f"{r['method']}: {r['train_rows']} rows{dropped}; {models} model{'s' * (models > 1)}, "
@@ -170,8 +229,9 @@ def _fit(args: argparse.Namespace) -> int:
 def _predict(args: argparse.Namespace) -> int:
     from .commands import predict_table
 
-    r = predict_table(args.model, args.data, args.out, args.interval, args.quantiles, args.samples,
-                      args.drop_missing, args.seed)
+    interval = "auto" if args.interval is None else args.interval
+    r = predict_table(args.model, args.data, args.out, interval, args.quantiles, args.samples,
+                      args.drop_missing, args.seed, args.device)
     print(f"wrote {r['rows']} rows to {r['out']} (added {', '.join(r['columns'])})")
     return 0
 
@@ -179,7 +239,7 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .commands import evaluate_table
 
-    r = evaluate_table(args.model, args.data, args.target, args.report, args.drop_missing)
+    r = evaluate_table(args.model, args.data, args.target, args.report, args.drop_missing, args.device)
     width = max(len(k) for k in r)
     for key, value in r.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -7,6 +7,8 @@ is written until the inputs have been checked, and every file is written atomica
 
 from __future__ import annotations
 
+import json
+from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, get_args
 
@@ -22,6 +24,10 @@ __all__ = ["fit_table", "predict_table", "evaluate_table", "plot_row", "COVERAGE
 COVERAGE_LEVELS = (0.5, 0.8, 0.9, 0.95)
 
 
+#: ``metrics.json``'s mark of a report folder that ``ebreg evaluate`` may replace
+REPORT_FORMAT = "ebreg-report"
+
+
 def _clean(X: np.ndarray, Y: np.ndarray | None, names: list[str], what: str,
            drop_missing: bool) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """Refuse (or with ``drop_missing`` drop) rows with NaN/inf; returns the kept rows' mask too."""
@@ -35,19 +41,23 @@ def _clean(X: np.ndarray, Y: np.ndarray | None, names: list[str], what: str,
 
 
 def fit_table(data: str | Path, targets: list[str], out: str | Path, features: list[str] | None = None,
-              method: str = "joint_nce", epochs: int | None = None, components: int | None = None,
-              seed: int = 0, drop_missing: bool = False, one_hot: bool = False, progress: bool = True,
-              ensemble_size: int | str | None = None, refine_mdn: bool = False) -> dict[str, Any]:
-    """Train the default estimator of ``method`` on a table and write the model folder ``out``
-    (``epochs``, ``components``, ``ensemble_size``: None keeps the estimator's default;
-    ``refine_mdn``: :class:`ebreg.estimators.EBMRegressor`'s option, ``joint_nce`` only)."""
+              method: str = "joint_nce", seed: int = 0, drop_missing: bool = False, one_hot: bool = False,
+              progress: bool = True, command: str | None = None, **options: Any) -> dict[str, Any]:
+    """Train the estimator of ``method`` on a table and write the model folder ``out``.
+
+    ``options``: the estimator's parameters (``epochs``, ``components``, ``ensemble_size``,
+    ``patience``, ``validation_fraction``, ``device``, ``refine_mdn``); None keeps its default.
+    ``command``: the command line, kept in the model card of ``model.json``.
+    """
     from ..estimators import EBMRegressor, MDNRegressor
     from ..model_file import is_model_folder
 
     out = Path(out)
-    if out.exists() and not (out.is_dir() and is_model_folder(out)):
-        raise TableError(f"{out} exists and is not a model folder; choose another --out")
-    if refine_mdn and method != "joint_nce":
+    if out.is_symlink() or (out.exists() and not (out.is_dir() and is_model_folder(out))):
+        raise TableError(f"{out} exists and is not an ebreg model folder; choose another --out")
+    _refuse_overlap(out, [data], "--out")
+    options = {k: v for k, v in options.items() if v is not None and v is not False}
+    if options.get("refine_mdn") and method != "joint_nce":
         raise TableError(f"--refine-mdn applies to the EBM trained by joint_nce, not to {method}")
     frame = read_table(data)
     spec = TableSpec.infer(frame, targets, features, one_hot)
@@ -60,43 +70,47 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
         raise TableError(f"target column(s) {', '.join(constant)} are constant ({Y[0, spec.targets.index(constant[0])]:g} "
                          f"in every row): there is no distribution to learn")
     cls = EBMRegressor if method in get_args(JointMethod) else MDNRegressor
-    options = {k: v for k, v in {"epochs": epochs, "components": components, "ensemble_size": ensemble_size}.items()
-               if v is not None}
-    if refine_mdn:
-        options["refine_mdn"] = True
     est = cls(method=method, random_state=seed, verbose=progress, **options)
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
     metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": est.n_epochs_,
                "best_epoch": est.best_epoch_, "validation_nll": est.best_val_nll_,
                "train_seconds": round(est.train_seconds_, 2)}
-    est.save(out, metrics=metrics, table=spec.to_dict())
+    card = {"trained": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
+            "data": str(data), "rows": int(len(X)),
+            "targets": {t: {"mean": float(c.mean()), "std": float(c.std()), "min": float(c.min()),
+                            "max": float(c.max())} for t, c in zip(spec.targets, Y.T)}}
+    est.save(out, metrics=metrics, table=spec.to_dict(), card=card)
     return {"model": str(out), "method": method, **metrics}
 
 
-def _load(model: str | Path) -> tuple[Any, TableSpec]:
+def _load(model: str | Path, device: str | None = None) -> tuple[Any, TableSpec]:
     from ..estimators import load
 
-    est = load(model)
+    est = load(model, device)
     if not est.table_:
         raise TableError(f"{model} was saved from Python without a table description; "
                          f"use it from Python (ebreg.load) or re-train it with `ebreg fit`")
     return est, TableSpec.from_dict(est.table_)
 
 
-def predict_table(model: str | Path, data: str | Path, out: str | Path, interval: float | None = 0.9,
+def predict_table(model: str | Path, data: str | Path, out: str | Path, interval: float | str | None = "auto",
                   quantiles: list[float] | None = None, samples: int = 0, drop_missing: bool = False,
-                  seed: int = 0) -> dict[str, Any]:
+                  seed: int = 0, device: str | None = None) -> dict[str, Any]:
     """Per row: mean, stddev, interval bounds, quantiles and samples; written beside the
-    input's columns to ``out`` (CSV or Parquet)."""
+    input's columns to ``out`` (CSV or Parquet). ``interval``: the central interval's level,
+    None for none, ``"auto"`` for 0.9 on a one-dimensional target and none on several (for
+    which asking for an interval or quantiles is refused). ``device``: where to predict
+    (default: the model's own)."""
     table_format(out, ("csv", "parquet"))
-    est, spec = _load(model)
+    _refuse_overlap(out, [data, model], "--out")
+    est, spec = _load(model, device)
+    if interval == "auto":  # a 90 % interval where there is one target column, none for several
+        interval = 0.9 if len(spec.targets) == 1 else None
+    if (interval is not None or quantiles) and len(spec.targets) > 1:
+        raise TableError(f"intervals and quantiles are for one target column; this model predicts "
+                         f"{len(spec.targets)} ({', '.join(spec.targets)}): leave out --interval and --quantiles")
     frame = read_table(data)
     X, _, keep = _clean(spec.feature_matrix(frame), None, spec.feature_names, str(data), drop_missing)
-    if (interval is not None or quantiles) and len(spec.targets) > 1:
-        if quantiles:
-            raise TableError("quantiles need a one-dimensional target; this model predicts "
-                             f"{len(spec.targets)} columns")
-        interval = None
     dist = est.predict_dist(X)
     result = frame[keep].reset_index(drop=True).copy()
     columns: dict[str, np.ndarray] = {}
@@ -121,6 +135,26 @@ def predict_table(model: str | Path, data: str | Path, out: str | Path, interval
     result = pd.concat([result, pd.DataFrame(columns)], axis=1)
     write_table(result, out)
     return {"rows": len(result), "dropped_rows": int((~keep).sum()), "out": str(out), "columns": list(columns)}
+
+
+def _is_report_folder(path: Path) -> bool:
+    """Whether folder ``path`` may be replaced by a report: empty, or a report ``ebreg evaluate`` wrote."""
+    if not any(path.iterdir()):
+        return True
+    try:
+        meta = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == REPORT_FORMAT
+
+
+def _refuse_overlap(out: str | Path, inputs: list[str | Path], option: str) -> None:
+    """Refuse an output that is one of the inputs, holds one of them, or lies inside one."""
+    target = Path(out).resolve()
+    for given in inputs:
+        source = Path(given).resolve()
+        if target == source or source.is_relative_to(target) or target.is_relative_to(source):
+            raise TableError(f"{option} {out} overlaps the input {given}; writing it would destroy that input")
 
 
 def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
@@ -155,14 +189,15 @@ def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[s
 
 
 def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | None = None,
-                   report: str | Path | None = None, drop_missing: bool = False) -> dict[str, Any]:
+                   report: str | Path | None = None, drop_missing: bool = False,
+                   device: str | None = None) -> dict[str, Any]:
     """Scores on a table with observed targets; with ``report`` a folder of JSON and figures."""
     import torch
 
     from ..metrics import pit_coverage
     from . import plotting
 
-    est, spec = _load(model)
+    est, spec = _load(model, device)
     frame = read_table(data)
     observed = TableSpec(targets or spec.targets, spec.features, spec.one_hot)
     if len(observed.targets) != len(spec.targets):
@@ -175,9 +210,11 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     if report is None:
         return metrics
     report = Path(report)
+    _refuse_overlap(report, [data, model], "--report")
 
     def write(folder: Path) -> None:
-        write_json(folder / "metrics.json", {"model": str(model), "data": str(data), **metrics})
+        write_json(folder / "metrics.json", {"format": REPORT_FORMAT, "model": str(model), "data": str(data),
+                                             **metrics})
         if "pit" in arrays:
             plotting.pit_histogram(folder / "pit.png", arrays["pit"])
             levels = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
@@ -188,7 +225,7 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
             if X.shape[1] == 1:
                 _density_map(folder / "density.png", est, X[:, 0], Y[:, 0])
 
-    atomic_folder(report, write, lambda p: (p / "metrics.json").exists() or not any(p.iterdir()))
+    atomic_folder(report, write, _is_report_folder)
     metrics["report"] = str(report)
     return metrics
 
