@@ -436,8 +436,19 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
             estimator.set_params(device=device)
         fitted = {k: meta["fitted"][k] for k in model_file.FITTED}
         count = len(fitted["seeds_"])
-    except (KeyError, TypeError, ValueError) as err:
+        if {key.split(".", 1)[0] for key in state} != {str(i) for i in range(count)}:
+            raise ValueError(f"{count} models named in model.json, other ones in the weights")
+        estimator._torch_device()  # the device, refused in one line where it is absent
+        with torch.device("meta"):  # shapes only: nothing the description asks for is allocated yet
+            model_file.load_weights(torch.nn.ModuleList(estimator._network(config) for _ in range(count)), state,
+                                    path, check_only=True)
+    except model_file.ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, OverflowError, RecursionError, IndexError, ZeroDivisionError,
+            AssertionError, RuntimeError) as err:
         raise model_file.ModelFileError(f"{meta_file} is incomplete or invalid: {err!r}") from err
+    if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
+        raise model_file.ModelFileError(f"{Path(path) / model_file.WEIGHTS} holds NaN or infinite weights")
     models = torch.nn.ModuleList(estimator._network(config) for _ in range(count))
     model_file.load_weights(models, state, path)
     models.eval().requires_grad_(False)

@@ -60,6 +60,9 @@ def _read_meta(folder: Path) -> dict[str, Any]:
         raise ModelFileError(f"no model folder at {folder}")
     if not (folder / META).exists() or not (folder / WEIGHTS).exists():
         raise ModelFileError(f"{folder} is not an ebreg model folder: it needs {META} and {WEIGHTS}")
+    for name in (META, WEIGHTS):  # a link to a device or a FIFO would hang the reads below
+        if (folder / name).is_symlink() or not (folder / name).is_file():
+            raise ModelFileError(f"{folder / name} is not a regular file")
     try:
         meta = json.loads((folder / META).read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as err:
@@ -138,12 +141,15 @@ def read(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     return meta, state
 
 
-def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path) -> None:
+def load_weights(module: torch.nn.Module, state: dict[str, torch.Tensor], path: str | Path,
+                 check_only: bool = False) -> None:
     """Load ``state`` (read from model folder ``path``) into ``module`` after checking that every
-    tensor's name and shape fit it."""
+    tensor's name and shape fit it (``check_only``: the check alone, as for a module built on
+    the ``meta`` device, which has shapes but no memory)."""
     wanted = {k: tuple(v.shape) for k, v in module.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in state.items()}
     if wanted != found:
         diff = sorted(set(wanted.items()) ^ set(found.items()))[:3]
         raise ModelFileError(f"{Path(path) / WEIGHTS} does not fit the network in {META} (first differences: {diff})")
-    module.load_state_dict(state)
+    if not check_only:
+        module.load_state_dict(state)

@@ -93,3 +93,46 @@ def test_an_ensemble_round_trips(tmp_path: Path) -> None:
     again = ebreg.load(est.save(tmp_path / "ensemble"))
     assert len(again.models_) == 3 and again.seeds_ == est.seeds_ and again.best_epoch_ == est.best_epoch_
     assert np.array_equal(again.predict_dist(X).log_prob(X[:, 0]), est.predict_dist(X).log_prob(X[:, 0]))
+
+
+def _fitted_folder(tmp_path: Path) -> Path:
+    from ebreg import MDNRegressor
+
+    rng = np.random.RandomState(0)
+    X = rng.randn(60, 2)
+    est = MDNRegressor(hidden=(8,), epochs=2, random_state=0).fit(X, X[:, 0] + 0.1 * rng.randn(60))
+    return est.save(tmp_path / "model")
+
+
+@pytest.mark.parametrize("case", ["absurd width", "absurd model count", "non-finite weights", "overflowing value",
+                                  "weights are a link to a device"])
+def test_hostile_model_folders_are_refused_before_anything_is_allocated(tmp_path: Path, case: str) -> None:
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    from ebreg import load
+
+    folder = _fitted_folder(tmp_path)
+    meta = json.loads((folder / "model.json").read_text())
+    message = "incomplete or invalid"
+    if case == "absurd width":
+        meta["model_config"]["feature_hidden"] = [3_000_000_000]
+        message = "does not fit the network"
+    elif case == "absurd model count":
+        meta["fitted"]["seeds_"] = list(range(100_000))
+    elif case == "overflowing value":
+        meta["model_config"]["min_scale"] = 10**400
+    elif case == "non-finite weights":
+        state = load_file(str(folder / "weights.safetensors"))
+        state[next(iter(state))][0] = float("nan")
+        save_file(state, str(folder / "weights.safetensors"))
+        meta["weights_sha256"] = model_file._sha256(folder / "weights.safetensors")
+        message = "holds NaN or infinite weights"
+    else:
+        (folder / "weights.safetensors").unlink()
+        (folder / "weights.safetensors").symlink_to("/dev/zero")
+        message = "is not a regular file"
+    (folder / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match=message):
+        load(folder)
+    assert torch.get_default_device().type == "cpu"

@@ -52,6 +52,9 @@ def _names(text: str) -> list[str]:
     names = [t.strip() for t in text.split(",")]
     if not all(names):
         raise argparse.ArgumentTypeError(f"expected comma-separated column names, got {text!r}")
+    twice = sorted({n for n in names if names.count(n) > 1})
+    if twice:
+        raise argparse.ArgumentTypeError(f"column(s) named twice: {', '.join(twice)}")
     return names
 
 

@@ -47,8 +47,10 @@ def read_table(path: str | Path) -> pd.DataFrame:
     array ``a`` becomes columns ``a_0, a_1, ...``)."""
     path = Path(path)
     fmt = table_format(path)
-    if not path.is_file():
+    if not path.exists():
         raise TableError(f"{path}: no such file")
+    if not path.is_file():  # a folder, a FIFO or a device: reading it could hang
+        raise TableError(f"{path}: not a regular file")
     try:
         if fmt == "csv":
             frame = pd.read_csv(path)
@@ -153,11 +155,13 @@ class TableSpec:
         parts = []
         for c in self.features:
             if c in self.one_hot:
-                values = frame[c].astype(str)
-                unknown = sorted(set(values[frame[c].notna()]) - set(self.one_hot[c]))
+                values, missing = frame[c].astype(str), frame[c].isna().to_numpy()
+                unknown = sorted(set(values[~missing]) - set(self.one_hot[c]))
                 if unknown:
                     raise TableError(f"column {c} has categories unseen in training: {', '.join(unknown[:5])}")
-                parts.append(np.stack([(values == v).to_numpy(float) for v in self.one_hot[c]], 1))
+                encoded = np.stack([(values == v).to_numpy(float) for v in self.one_hot[c]], 1)
+                encoded[missing] = np.nan  # a missing category is missing, as a missing number is
+                parts.append(encoded)
             else:
                 if not pd.api.types.is_numeric_dtype(frame[c]):
                     raise TableError(f"feature column {c} is not numeric")
