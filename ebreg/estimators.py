@@ -101,6 +101,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         random_state: int | np.random.RandomState | None = None,
         verbose: bool = False,
         ensemble_size: int | str = 1,
+        log_dir: str | None = None,
     ) -> None:
         self.method = method
         self.components = components
@@ -117,6 +118,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.random_state = random_state
         self.verbose = verbose
         self.ensemble_size = ensemble_size
+        self.log_dir = log_dir
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
@@ -217,7 +219,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         )
         device = self._torch_device()
         result = train(model_cfg, train_cfg, X[train_rows], Y[train_rows], x_val, y_val, progress=self.verbose,
-                       label=label,
+                       label=label, log_dir=self._member_log_dir(label),
                        accelerator=device.type if device.type != "cuda" else "gpu",
                        devices=[device.index or 0] if device.type == "cuda" else 1)
         module = result.module.to(device)
@@ -226,6 +228,12 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         if x_val is not None:
             self._calibrate(model, x_val.to(device), y_val.to(device), seed, ensemble_size)
         return model, result
+
+    def _member_log_dir(self, label: str) -> Path | None:
+        """Where one model's learning curves go: ``log_dir``, or ``log_dir/member<i>`` in an ensemble."""
+        if self.log_dir is None:
+            return None
+        return Path(self.log_dir) / label.split("/")[0].replace(" ", "") if label else Path(self.log_dir)
 
     def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
         """Adjust a fitted model of an ensemble of ``ensemble_size`` on its validation part
@@ -309,6 +317,9 @@ class EBMRegressor(_ProbabilisticRegressor):
         device: ``"cpu"``, ``"cuda"``, ``"cuda:N"``, ``"mps"`` or ``"auto"`` (CUDA, else MPS, else
             the CPU); one that is absent here is refused when fitting.
         random_state: seed (int), ``RandomState`` or None.
+        log_dir: a folder for learning curves (CSV, and TensorBoard's when installed): every loss
+            term, the proposal samples' effective sample size and the validation NLL per epoch;
+            in an ensemble one subfolder per model (``member1``, ...). None: no curves.
         verbose: report progress on standard error: a bar per model on a terminal (``member 2/5``
             for an ensemble), else one line per epoch.
         calibrate: after training, fit a temperature T, ``p(y|x) ∝ exp(f(x, y) / T)``, by the
@@ -349,10 +360,11 @@ class EBMRegressor(_ProbabilisticRegressor):
         ensemble_size: int | str = "auto",
         calibrate: bool | str = "auto",
         refine_mdn: bool = False,
+        log_dir: str | None = None,
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
                          batch_size, lr, validation_fraction, patience, device, random_state, verbose,
-                         ensemble_size)
+                         ensemble_size, log_dir)
         self.calibrate = calibrate
         self.refine_mdn = refine_mdn
 

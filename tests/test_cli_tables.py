@@ -251,6 +251,16 @@ def test_one_hot_encodes_categories_and_refuses_unseen_ones(work: Path) -> None:
     proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv")
     assert proc.returncode == 2 and "categories unseen in training: green" in proc.stderr
     assert not (work / "green_out.csv").exists()
+    proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv",
+                 "--unknown-categories", "ignore")
+    assert proc.returncode == 0, proc.stderr
+    from ebreg import load
+    from ebreg.app.tables import TableSpec
+
+    est = load(work / "cat_model")  # green is neither red nor blue: both indicator columns 0
+    X = TableSpec.from_dict(est.table_).feature_matrix(frame.assign(colour="green"), "ignore")
+    assert np.allclose(pd.read_csv(work / "green_out.csv")["y_mean"], est.predict(X))
+    assert np.all(X[:, -2:] == 0)
 
 
 def test_inputs_and_other_tools_files_survive_every_output_path(work: Path, capsys: pytest.CaptureFixture[str],

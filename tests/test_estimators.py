@@ -381,3 +381,15 @@ def test_an_ebm_refining_an_mdn_holds_the_mdn_the_regressor_would_train(tmp_path
     again = ebreg.load(refined.save(tmp_path / "model"))
     assert again.refine_mdn and again.models_[0].residual_energy
     assert np.allclose(again.log_likelihood(X[:20], y[:20]), refined.log_likelihood(X[:20], y[:20]))
+
+
+def test_log_dir_keeps_one_learning_curve_per_member(tmp_path) -> None:  # noqa: ANN001
+    import csv
+
+    X, y = _data(120)
+    EBMRegressor(**{**SMALL, "epochs": 3, "patience": None, "ensemble_size": 2}, log_dir=str(tmp_path)).fit(X, y)
+    for member in ("member1", "member2"):
+        rows = list(csv.DictReader((tmp_path / member / "metrics.csv").open()))
+        epochs = {r["epoch"] for r in rows if r.get("val/nll")}
+        assert epochs == {"0", "1", "2"}, rows
+        assert all(float(r["train/nce"]) > 0 for r in rows if r.get("train/nce"))

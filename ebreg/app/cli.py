@@ -117,6 +117,8 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--validation-fraction", type=_fraction, default=None,
                      help="share of the rows held out for early stopping, in [0, 1) (default: 0.1)")
     fit.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: cpu)")
+    fit.add_argument("--log-dir", default=None,
+                     help="folder for learning curves, CSV per model (and TensorBoard's when installed; default: none)")
     fit.add_argument("--refine-mdn", action="store_true",
                      help="joint_nce only: train the proposal as a plain MDN and the EBM as a learned "
                           "correction of it (EBMRegressor(refine_mdn=True))")
@@ -137,6 +139,8 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
     pred.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
     pred.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
+    pred.add_argument("--unknown-categories", choices=("error", "ignore"), default="error",
+                      help="a category unseen in training: refused, or encoded as none of the known (default: error)")
 
     ev = sub.add_parser("evaluate", help="NLL, RMSE, MAE, CRPS, coverage and calibration on a labelled table")
     ev.add_argument("model")
@@ -145,6 +149,8 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     ev.add_argument("--report", default=None, help="folder for metrics.json and figures (default: none)")
     ev.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
     ev.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
+    ev.add_argument("--unknown-categories", choices=("error", "ignore"), default="error",
+                    help="a category unseen in training: refused, or encoded as none of the known (default: error)")
 
     plot = sub.add_parser("plot", help="the predictive density of one row")
     plot.add_argument("model")
@@ -219,7 +225,7 @@ def _fit(args: argparse.Namespace) -> int:
                   args.one_hot, progress=not args.no_progress, command=" ".join(["ebreg", *sys.argv[1:]]),
                   epochs=args.epochs, components=args.components, ensemble_size=args.ensemble_size,
                   refine_mdn=args.refine_mdn, patience=args.patience,
-                  validation_fraction=args.validation_fraction, device=args.device)
+                  validation_fraction=args.validation_fraction, device=args.device, log_dir=args.log_dir)
     dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
     models = len(r["epochs_run"])
     print(f"{r['method']}: {r['train_rows']} rows{dropped}; {models} model{'s' * (models > 1)}, "
@@ -234,7 +240,7 @@ def _predict(args: argparse.Namespace) -> int:
 
     interval = "auto" if args.interval is None else args.interval
     r = predict_table(args.model, args.data, args.out, interval, args.quantiles, args.samples,
-                      args.drop_missing, args.seed, args.device)
+                      args.drop_missing, args.seed, args.device, args.unknown_categories)
     print(f"wrote {r['rows']} rows to {r['out']} (added {', '.join(r['columns'])})")
     return 0
 
@@ -242,7 +248,8 @@ def _predict(args: argparse.Namespace) -> int:
 def _evaluate(args: argparse.Namespace) -> int:
     from .commands import evaluate_table
 
-    r = evaluate_table(args.model, args.data, args.target, args.report, args.drop_missing, args.device)
+    r = evaluate_table(args.model, args.data, args.target, args.report, args.drop_missing, args.device,
+                       args.unknown_categories)
     width = max(len(k) for k in r)
     for key, value in r.items():
         print(f"{key:<{width}}  {value:.4f}" if isinstance(value, float) else f"{key:<{width}}  {value}")

@@ -95,12 +95,13 @@ def _load(model: str | Path, device: str | None = None) -> tuple[Any, TableSpec]
 
 def predict_table(model: str | Path, data: str | Path, out: str | Path, interval: float | str | None = "auto",
                   quantiles: list[float] | None = None, samples: int = 0, drop_missing: bool = False,
-                  seed: int = 0, device: str | None = None) -> dict[str, Any]:
+                  seed: int = 0, device: str | None = None, unknown_categories: str = "error") -> dict[str, Any]:
     """Per row: mean, stddev, interval bounds, quantiles and samples; written beside the
     input's columns to ``out`` (CSV or Parquet). ``interval``: the central interval's level,
     None for none, ``"auto"`` for 0.9 on a one-dimensional target and none on several (for
     which asking for an interval or quantiles is refused). ``device``: where to predict
-    (default: the model's own)."""
+    (default: the model's own). ``unknown_categories``: ``"error"`` refuses a category unseen in
+    training, ``"ignore"`` encodes it as none of the known ones."""
     table_format(out, ("csv", "parquet"))
     _refuse_overlap(out, [data, model], "--out")
     est, spec = _load(model, device)
@@ -110,7 +111,8 @@ def predict_table(model: str | Path, data: str | Path, out: str | Path, interval
         raise TableError(f"intervals and quantiles are for one target column; this model predicts "
                          f"{len(spec.targets)} ({', '.join(spec.targets)}): leave out --interval and --quantiles")
     frame = read_table(data)
-    X, _, keep = _clean(spec.feature_matrix(frame), None, spec.feature_names, str(data), drop_missing)
+    X, _, keep = _clean(spec.feature_matrix(frame, unknown_categories), None, spec.feature_names, str(data),
+                        drop_missing)
     dist = est.predict_dist(X)
     result = frame[keep].reset_index(drop=True).copy()
     columns: dict[str, np.ndarray] = {}
@@ -190,7 +192,7 @@ def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[s
 
 def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | None = None,
                    report: str | Path | None = None, drop_missing: bool = False,
-                   device: str | None = None) -> dict[str, Any]:
+                   device: str | None = None, unknown_categories: str = "error") -> dict[str, Any]:
     """Scores on a table with observed targets; with ``report`` a folder of JSON and figures."""
     import torch
 
@@ -203,7 +205,7 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     if len(observed.targets) != len(spec.targets):
         raise TableError(f"the model predicts {len(spec.targets)} target column(s), --target names "
                          f"{len(observed.targets)}")
-    X, Y, _ = _clean(observed.feature_matrix(frame), observed.target_matrix(frame),
+    X, Y, _ = _clean(observed.feature_matrix(frame, unknown_categories), observed.target_matrix(frame),
                      spec.feature_names + observed.targets, str(data), drop_missing)
     dist = est.predict_dist(X)
     metrics, arrays = _metrics(est, dist, Y)

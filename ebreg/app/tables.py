@@ -147,8 +147,12 @@ class TableSpec:
             out += [f"{c}={v}" for v in self.one_hot[c]] if c in self.one_hot else [c]
         return out
 
-    def feature_matrix(self, frame: pd.DataFrame) -> np.ndarray:
-        """Features ``(n, d)`` as float64, columns found by name (any order, extras ignored)."""
+    def feature_matrix(self, frame: pd.DataFrame, unknown_categories: str = "error") -> np.ndarray:
+        """Features ``(n, d)`` as float64, columns found by name (any order, extras ignored).
+
+        A category unseen in training is refused (``unknown_categories="error"``) or encoded as
+        none of the known ones, all zeros (``"ignore"``); a missing one is NaN in every column.
+        """
         missing = [c for c in self.features if c not in frame.columns]
         if missing:
             raise TableError(f"the data lacks feature column(s) the model was trained on: {', '.join(missing)}")
@@ -157,8 +161,9 @@ class TableSpec:
             if c in self.one_hot:
                 values, missing = frame[c].astype(str), frame[c].isna().to_numpy()
                 unknown = sorted(set(values[~missing]) - set(self.one_hot[c]))
-                if unknown:
-                    raise TableError(f"column {c} has categories unseen in training: {', '.join(unknown[:5])}")
+                if unknown and unknown_categories == "error":
+                    raise TableError(f"column {c} has categories unseen in training: {', '.join(unknown[:5])}; "
+                                     f"--unknown-categories ignore encodes them as none of the known")
                 encoded = np.stack([(values == v).to_numpy(float) for v in self.one_hot[c]], 1)
                 encoded[missing] = np.nan  # a missing category is missing, as a missing number is
                 parts.append(encoded)
