@@ -63,6 +63,10 @@ def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
             UserWarning, stacklevel=3)
 
 
+def _positive_int(value: object) -> bool:
+    return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
+
+
 def torch_device(name: str) -> torch.device:
     """The device an estimator's ``device`` names (``"auto"``: CUDA, else MPS, else the CPU);
     ``ValueError`` in one line when it is not one of :data:`DEVICE_PATTERN`'s or is absent here."""
@@ -151,8 +155,18 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         if not 0 <= self.validation_fraction < 1:
             raise ValueError(f"{name}: validation_fraction must lie in [0, 1), got {self.validation_fraction}")
         size = self.ensemble_size
-        if size != "auto" and not (isinstance(size, (int, np.integer)) and not isinstance(size, bool) and size >= 1):
+        if size != "auto" and not _positive_int(size):
             raise ValueError(f"{name}: ensemble_size must be a positive integer or 'auto', got {size!r}")
+        for param in ("components", "energy_width", "num_samples", "predict_samples", "epochs", "batch_size"):
+            if not _positive_int(getattr(self, param)):
+                raise ValueError(f"{name}: {param} must be a positive integer, got {getattr(self, param)!r}")
+        hidden = self.hidden
+        if not (isinstance(hidden, (tuple, list)) and hidden and all(_positive_int(w) for w in hidden)):
+            raise ValueError(f"{name}: hidden must be a non-empty tuple of positive integers, got {hidden!r}")
+        if not (isinstance(self.lr, (int, float)) and 0 < self.lr < math.inf):
+            raise ValueError(f"{name}: lr must be a positive number, got {self.lr!r}")
+        if self.patience is not None and not _positive_int(self.patience):
+            raise ValueError(f"{name}: patience must be a positive integer or None, got {self.patience!r}")
 
     def _ensemble_size(self, n: int) -> int:
         """The number of models to train on ``n`` rows."""

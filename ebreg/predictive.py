@@ -135,8 +135,14 @@ class MixturePredictive(_Predictive):
 
     def sample(self, k: int, seed: int | None = None) -> np.ndarray:
         """``k`` draws per row: ``(n, k)`` (squeezed) or ``(n, k, D)``."""
+        _check_draws(k)
         gen = None if seed is None else torch.Generator(self.mixture.loc.device).manual_seed(seed)
         return self._draws(self.mixture.sample((k,), generator=gen))
+
+
+def _check_draws(k: object) -> None:
+    if not isinstance(k, (int, np.integer)) or isinstance(k, bool) or k < 0:
+        raise ValueError(f"the number of draws must be a non-negative integer, got {k!r}")
 
 
 class SNISPredictive(_Predictive):
@@ -226,5 +232,6 @@ class SNISPredictive(_Predictive):
 
     def sample(self, k: int, seed: int | None = None) -> np.ndarray:
         """``k`` draws per row by resampling the weighted samples: ``(n, k)`` or ``(n, k, D)``."""
+        _check_draws(k)
         gen = torch.Generator(self.x.device).manual_seed(self.seed + 1 if seed is None else seed)
         return self._draws(self._map(lambda ws, _: ws.resample(k, gen).transpose(0, 1)).transpose(0, 1))

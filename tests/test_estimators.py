@@ -162,6 +162,11 @@ def test_early_stopping_keeps_the_best_epoch(fitted) -> None:  # noqa: ANN001
     *([] if torch.cuda.is_available() else [({"device": "cuda"}, "device 'cuda' is not available here")]),
     *([] if torch.cuda.device_count() > 7 else [({"device": "cuda:7"}, "device 'cuda:7' is not available here")]),
     ({"validation_fraction": 1.0}, r"validation_fraction must lie in \[0, 1\)"),
+    ({"hidden": ()}, r"hidden must be a non-empty tuple of positive integers, got \(\)"),
+    ({"predict_samples": 0}, r"predict_samples must be a positive integer, got 0"),
+    ({"epochs": 2.5}, r"epochs must be a positive integer, got 2.5"),
+    ({"lr": -1.0}, r"lr must be a positive number, got -1.0"),
+    ({"patience": 0}, r"patience must be a positive integer or None, got 0"),
 ])
 def test_bad_parameters_are_named(params: dict, message: str) -> None:
     X, y = _data(50)
@@ -393,3 +398,10 @@ def test_log_dir_keeps_one_learning_curve_per_member(tmp_path) -> None:  # noqa:
         epochs = {r["epoch"] for r in rows if r.get("val/nll")}
         assert epochs == {"0", "1", "2"}, rows
         assert all(float(r["train/nce"]) > 0 for r in rows if r.get("train/nce"))
+
+
+def test_a_negative_number_of_draws_is_named() -> None:
+    X, y = _data(50)
+    dist = MDNRegressor(**SMALL).fit(X, y).predict_dist(X[:3])
+    with pytest.raises(ValueError, match="number of draws must be a non-negative integer, got -1"):
+        dist.sample(-1)
