@@ -136,6 +136,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
     frame.assign(colour=np.where(frame["x"] > 0, "red", "blue")).assign(
         colour=lambda f: f["colour"].mask(f.index == 6)).to_csv(work / "text_nan.csv", index=False)
     (work / "folder.csv").mkdir(exist_ok=True)
+    (work / "twice.csv").write_text("x,y,x\n1,2,3\n4,5,6\n7,8,9\n")
     frame[["x", "y"]].to_csv(work / "no_z.csv", index=False)
     (work / "garbage.npz").write_bytes(b"this is not a zip file")
     (work / "data.txt").write_text("x,y\n1,2\n")
@@ -167,6 +168,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
                              r"NaN or infinite values in 1 row\(s\) \(rows 6; columns colour=blue, colour=red\)", out),
         "data is a folder": (["fit", work / "folder.csv", *fit[1:]], r"folder.csv: not a regular file", out),
         "target named twice": (["fit", train, "--target", "y,y", "--out", out], r"column\(s\) named twice: y", out),
+        "column named twice": (["fit", work / "twice.csv", *fit[1:]], r"column\(s\) named twice in the header: x", out),
         "NaN in a feature": (["fit", work / "nan_x.csv", *fit[1:]],
                              r"NaN or infinite values in 1 row\(s\) \(rows 4; columns x\).*--drop-missing", out),
         "inf in the target": (["fit", work / "inf_y.csv", *fit[1:]],
@@ -211,7 +213,7 @@ def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
 
 CASES = ["file missing", "unknown format", "unreadable file", "target column absent", "non-numeric feature",
          "NaN in a feature", "inf in the target", "empty data", "one row", "constant target", "invalid epochs",
-         "missing category", "data is a folder", "target named twice",
+         "missing category", "data is a folder", "target named twice", "column named twice",
          "invalid ensemble size", "unknown method", "invalid device", "absent device", "invalid validation fraction",
          "refine an MDN with the MDN", "out is not a model folder",
          "feature missing at predict", "NaN at predict",

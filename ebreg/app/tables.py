@@ -7,6 +7,7 @@ training did. Every problem with a table is raised as :class:`TableError` naming
 
 from __future__ import annotations
 
+import csv
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -54,6 +55,11 @@ def read_table(path: str | Path) -> pd.DataFrame:
     try:
         if fmt == "csv":
             frame = pd.read_csv(path)
+            with path.open(newline="", encoding="utf-8", errors="replace") as f:
+                header = next(csv.reader(f), [])
+            twice = sorted({name for name in header if header.count(name) > 1})
+            if twice:  # pandas would rename the second one silently
+                raise TableError(f"{path}: column(s) named twice in the header: {', '.join(twice)}")
         elif fmt == "parquet":
             _parquet_engine()
             frame = pd.read_parquet(path)
