@@ -92,6 +92,44 @@ def test_evaluate_prints_metrics_and_writes_a_report(work: Path) -> None:
     assert 0 <= metrics["coverage90"] <= 1 and metrics["rows"] == 120
     for fig in ("pit.png", "reliability.png", "predicted_vs_true.png"):
         assert (work / "report" / fig).read_bytes()[:8] == PNG
+    _check_html_report(work / "report" / "report.html", figures=3, words=["y", "EBMRegressor", "coverage90",
+                                                                          "train.csv", "command"])
+
+
+def _check_html_report(path: Path, figures: int, words: list[str]) -> None:
+    """The page parses, links to nothing outside itself, and every figure decodes as a PNG image."""
+    import base64
+    import io
+    from html.parser import HTMLParser
+
+    import matplotlib.image
+
+    class Page(HTMLParser):
+        def __init__(self) -> None:
+            super().__init__()
+            self.images: list[str] = []
+            self.links: list[str] = []
+            self.text: list[str] = []
+
+        def handle_starttag(self, tag: str, attrs: list) -> None:
+            attrs = dict(attrs)
+            if tag == "img":
+                self.images.append(attrs["src"])
+            self.links += [v for k, v in attrs.items() if k in ("href", "src") and not v.startswith("data:")]
+
+        def handle_data(self, data: str) -> None:
+            self.text.append(data)
+
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    assert len(page.images) == figures and not page.links
+    for src in page.images:
+        head, data = src.split(",", 1)
+        assert head == "data:image/png;base64"
+        image = matplotlib.image.imread(io.BytesIO(base64.b64decode(data)), format="png")
+        assert image.ndim == 3 and min(image.shape[:2]) > 100
+    text = " ".join(page.text)
+    assert all(word in text for word in words), text
 
 
 def test_plot_draws_one_row(work: Path) -> None:

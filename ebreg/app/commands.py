@@ -16,7 +16,8 @@ import numpy as np
 import pandas as pd
 
 from ..config import JointMethod
-from ..io import atomic_folder, write_json
+from ..io import atomic_folder, write_json, write_text
+from .report import html_report
 from .tables import TableError, TableSpec, finite_rows, read_table, table_format, write_table
 
 __all__ = ["fit_table", "predict_table", "evaluate_table", "plot_row", "COVERAGE_LEVELS"]
@@ -214,25 +215,41 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
     report = Path(report)
     _refuse_overlap(report, [data, model], "--report")
 
+    target = observed.targets[0]
+
     def write(folder: Path) -> None:
         write_json(folder / "metrics.json", {"format": REPORT_FORMAT, "model": str(model), "data": str(data),
                                              **metrics})
+        figures = []
         if "pit" in arrays:
             plotting.pit_histogram(folder / "pit.png", arrays["pit"])
             levels = torch.linspace(0.05, 0.95, 19, dtype=torch.float64)
             cover = pit_coverage(torch.as_tensor(arrays["pit"]), levels)
             plotting.reliability_diagram(folder / "reliability.png", levels.numpy(), cover.numpy())
             low, high = arrays["interval90"]
-            plotting.predicted_vs_true(folder / "predicted_vs_true.png", Y[:, 0], arrays["mean"][:, 0], low, high, 0.9)
+            plotting.predicted_vs_true(folder / "predicted_vs_true.png", Y[:, 0], arrays["mean"][:, 0], low, high,
+                                       0.9, target)
+            figures = [("predicted_vs_true.png", f"Predictive mean and 90 % interval against the observed {target}"),
+                       ("pit.png", "PIT histogram: flat when calibrated; U-shaped when intervals are too narrow"),
+                       ("reliability.png", "Coverage of central intervals against their nominal level")]
             if X.shape[1] == 1:
-                _density_map(folder / "density.png", est, X[:, 0], Y[:, 0])
+                _density_map(folder / "density.png", est, X[:, 0], Y[:, 0], x_label=spec.feature_names[0],
+                             y_label=target)
+                figures.insert(1, ("density.png", f"The model's density of {target} over {spec.feature_names[0]}"))
+        summary = {"rows": int(len(Y)), **{f"{t} mean": float(c.mean()) for t, c in zip(observed.targets, Y.T)},
+                   **{f"{t} std": float(c.std()) for t, c in zip(observed.targets, Y.T)}}
+        settings = {"estimator": type(est).__name__, **{k: v for k, v in est.get_params().items() if v is not None},
+                    **{f"card: {k}": v for k, v in getattr(est, "card_", {}).items() if k != "targets"}}
+        write_text(folder / "report.html", html_report(f"ebreg evaluation of {Path(model).name} on {Path(data).name}",
+                                                       metrics, settings, summary, folder, figures))
 
     atomic_folder(report, write, _is_report_folder)
     metrics["report"] = str(report)
     return metrics
 
 
-def _density_map(path: Path, est: Any, x: np.ndarray, y: np.ndarray, nx: int = 120, ny: int = 160) -> None:
+def _density_map(path: Path, est: Any, x: np.ndarray, y: np.ndarray, nx: int = 120, ny: int = 160,
+                 x_label: str = "x", y_label: str = "y") -> None:
     """Heat map of p(y|x) over the data's x and y ranges (one input column, D = 1)."""
     from .plotting import density_panels
 
@@ -241,7 +258,7 @@ def _density_map(path: Path, est: Any, x: np.ndarray, y: np.ndarray, nx: int = 1
     ys = np.linspace(y.min() - pad_y, y.max() + pad_y, ny)
     dist = est.predict_dist(np.repeat(xs, ny)[:, None])
     density = np.exp(dist.log_prob(np.tile(ys, nx))).reshape(nx, ny).T
-    density_panels(path, [("model p(y | x)", density)], xs, ys)
+    density_panels(path, [(f"model p({y_label} | {x_label})", density)], xs, ys, x_label=x_label, y_label=y_label)
 
 
 def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, points: int = 400) -> dict[str, Any]:

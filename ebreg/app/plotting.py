@@ -55,15 +55,15 @@ def reliability_diagram(path: str | Path, levels: np.ndarray, coverage: np.ndarr
 
 
 def predicted_vs_true(path: str | Path, y: np.ndarray, mean: np.ndarray, low: np.ndarray, high: np.ndarray,
-                      level: float) -> Path:
+                      level: float, target: str = "y") -> Path:
     """Predictive mean with its central interval against the observed value, per row."""
     with _figure(path, figsize=(4.5, 4.5), constrained_layout=True) as (_, ax):
         ax.errorbar(y, mean, yerr=[mean - low, high - mean], fmt="o", ms=2.5, lw=0.6, alpha=0.6,
                     color="tab:blue", label=f"mean, {level:.0%} interval")
         lo, hi = float(min(y.min(), low.min())), float(max(y.max(), high.max()))
         ax.plot([lo, hi], [lo, hi], color="k", ls="--", lw=1)
-        ax.set_xlabel("observed")
-        ax.set_ylabel("predicted")
+        ax.set_xlabel(f"observed {target}")
+        ax.set_ylabel(f"predicted {target}")
         ax.legend(loc="upper left", fontsize=8)
     return Path(path)
 
@@ -89,6 +89,8 @@ def density_panels(
     x_grid: np.ndarray,
     y_grid: np.ndarray,
     curve: tuple[str, np.ndarray] | None = None,
+    x_label: str = "x",
+    y_label: str = "y",
 ) -> Path:
     """Side-by-side heat maps of conditional densities ``p(y|x)``, written atomically as PNG.
 
@@ -108,7 +110,7 @@ def density_panels(
                 ax.plot(x_grid, curve[1], color="tab:red", lw=1.2, label=curve[0])
                 ax.legend(loc="upper left", fontsize=8, framealpha=0.7)
             ax.set_title(title)
-            ax.set_xlabel("x")
-        axes[0].set_ylabel("y")
-        fig.colorbar(im, ax=axes.tolist(), shrink=0.9, label="p(y | x)")
+            ax.set_xlabel(x_label)
+        axes[0].set_ylabel(y_label)
+        fig.colorbar(im, ax=axes.tolist(), shrink=0.9, label=f"p({y_label} | {x_label})")
     return Path(path)
