@@ -48,6 +48,28 @@ AUTO_ENSEMBLE_SIZE, AUTO_ENSEMBLE_ROWS = 5, 2000
 ATOM_MIN_ROWS, ATOM_MIN_FRACTION = 10, 0.005
 
 
+#: the networks compute in float32: values beyond this magnitude overflow its squares and sums
+FLOAT32_MAGNITUDE = 1e15
+#: ...and a column whose spread is below this fraction of its magnitude rounds to a few values
+FLOAT32_RESOLUTION = 1e-5
+
+
+def _check_float32_range(name: str, kind: str, values: np.ndarray) -> None:
+    """Refuse columns of ``values`` ``(n, d)`` that float32 networks cannot represent faithfully."""
+    magnitude = np.abs(values).max(0)
+    huge = np.flatnonzero(magnitude > FLOAT32_MAGNITUDE)
+    if huge.size:
+        j = int(huge[0])
+        raise ValueError(f"{name}: {kind} column {j} reaches {magnitude[j]:.3g}, beyond what float32 arithmetic "
+                         f"keeps finite ({FLOAT32_MAGNITUDE:g}); rescale it (divide by a power of ten) first")
+    spread, centre = values.std(0), np.abs(values.mean(0))
+    fine = np.flatnonzero((spread > 0) & (spread < FLOAT32_RESOLUTION * centre))
+    if fine.size:
+        j = int(fine[0])
+        raise ValueError(f"{name}: {kind} column {j} varies by {spread[j]:.3g} around {values[:, j].mean():.6g}, "
+                         f"less than float32 networks resolve; subtract a constant (such as its mean) first")
+
+
 def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
     """Warn when one target value (row of ``Y`` ``(n, D)``) is shared by many rows: a density
     can put unbounded mass on it, so likelihoods there stop meaning anything."""
@@ -197,6 +219,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         constant = [j for j in range(Y.shape[1]) if np.ptp(Y[:, j]) == 0]
         if constant:
             raise ValueError(f"{name}: target column(s) {constant} are constant; there is no distribution to learn")
+        _check_float32_range(name, "feature", X)
+        _check_float32_range(name, "target", Y)
         _warn_on_repeated_targets(name, Y)
         rng = check_random_state(self.random_state)
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self._ensemble_size(len(X)))]

@@ -405,3 +405,21 @@ def test_a_negative_number_of_draws_is_named() -> None:
     dist = MDNRegressor(**SMALL).fit(X, y).predict_dist(X[:3])
     with pytest.raises(ValueError, match="number of draws must be a non-negative integer, got -1"):
         dist.sample(-1)
+
+
+@pytest.mark.parametrize("column, message", [
+    ("target_fine", r"target column 0 varies by 5e-13 around 1, less than float32 networks resolve"),
+    ("target_huge", r"target column 0 reaches 1.98e\+30, beyond what float32 arithmetic keeps finite"),
+    ("feature_huge", r"feature column 1 reaches 3e\+20"),
+])
+def test_values_float32_cannot_hold_are_refused_with_the_reason(column: str, message: str) -> None:
+    X, y = _data(50)
+    if column == "target_fine":
+        y = 1 + 1e-12 * (np.arange(50) % 2)
+    elif column == "target_huge":
+        y = 1e30 * (1 + np.arange(50) / 50)
+    else:
+        X = X.copy()
+        X[3, 1] = 3e20
+    with pytest.raises(ValueError, match=message):
+        MDNRegressor(**SMALL).fit(X, y)
