@@ -5,6 +5,7 @@ a symbolic link is refused rather than replaced."""
 
 from __future__ import annotations
 
+import glob
 import json
 import os
 import shutil
@@ -32,11 +33,40 @@ def _target(path: str | Path) -> Path:
     return path
 
 
+def _temporary_prefix(path: Path) -> str:
+    """``.NAME.PID.``: temporaries beside ``path`` name their writer, so that the next writer can
+    remove those that a killed process left behind (:func:`_remove_abandoned`)."""
+    return f".{path.name}.{os.getpid()}."
+
+
+def _remove_abandoned(path: Path) -> None:
+    """Delete the temporaries beside ``path`` whose writing process no longer exists."""
+    for tmp in path.parent.glob(f".{glob.escape(path.name)}.*.tmp"):
+        pid = tmp.name[len(path.name) + 2:].split(".", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        if tmp.is_dir() and not tmp.is_symlink():
+            shutil.rmtree(tmp, ignore_errors=True)
+        else:
+            tmp.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process
+        return True
+    return True
+
+
 def atomic_write(path: str | Path, write: Callable[[Path], None]) -> Path:
     """Call ``write(tmp)`` on a temporary file beside ``path``, then rename it onto ``path``."""
     path = _target(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_abandoned(path)
+    fd, tmp = tempfile.mkstemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
         os.chmod(tmp, 0o666 & ~umask())
@@ -59,7 +89,8 @@ def atomic_folder(path: str | Path, write: Callable[[Path], None], may_replace: 
     path.parent.mkdir(parents=True, exist_ok=True)
     if path.exists() and not (path.is_dir() and may_replace(path)):
         raise FileExistsError(f"{path} exists and is not a folder this would replace; choose another path")
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent))
+    _remove_abandoned(path)
+    tmp = Path(tempfile.mkdtemp(prefix=_temporary_prefix(path), suffix=".tmp", dir=path.parent))
     try:
         os.chmod(tmp, 0o777 & ~umask())
         write(tmp)

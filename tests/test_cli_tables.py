@@ -396,3 +396,35 @@ def test_a_fit_into_a_log_file_writes_one_plain_line_per_member_and_epoch(work: 
     assert len(lines) == 6 and all(re.fullmatch(pattern, line) for line in lines), proc.stderr
     assert [re.fullmatch(pattern, line).groups() for line in lines] == [(str(m), str(e)) for m in range(1, 3)
                                                                         for e in range(1, 4)]
+
+
+def test_ctrl_c_during_a_fit_leaves_the_existing_model_as_it_was(work: Path) -> None:
+    import hashlib
+    import signal
+
+    target = work / "interrupted"
+    shutil.copytree(work / "model", target)
+    before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in target.iterdir()}
+    proc = subprocess.Popen([sys.executable, "-m", "ebreg.app.cli", "fit", work / "train.csv", "--target", "y",
+                             "--epochs", "150", "--out", target], stderr=subprocess.PIPE, text=True)
+    assert "epoch 1/150" in proc.stderr.readline()  # training has started
+    proc.send_signal(signal.SIGINT)
+    rest = proc.stderr.read()
+    assert proc.wait(timeout=120) == 130
+    assert rest.strip().splitlines()[-1] == "ebreg: interrupted; nothing was written"
+    assert {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in target.iterdir()} == before
+    assert not list(work.glob(".interrupted*"))
+
+
+def test_temporaries_of_a_killed_writer_are_removed_by_the_next_one(tmp_path: Path) -> None:
+    from ebreg.io import atomic_folder, write_text
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    (tmp_path / f".model.{dead}.abc.tmp").mkdir()  # what a SIGKILL mid-write leaves
+    (tmp_path / f".out.csv.{dead}.abc.tmp").write_text("half")
+    (tmp_path / f".out.csv.{os.getpid()}.live.tmp").write_text("a writer still at work")
+    atomic_folder(tmp_path / "model", lambda folder: write_text(folder / "a.txt", "a"), lambda path: True)
+    write_text(tmp_path / "out.csv", "x\n1\n")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        ["model", "out.csv", f".out.csv.{os.getpid()}.live.tmp"])
