@@ -1,6 +1,6 @@
 """Every method of the paper on its two 1-D toy problems, many seeds, resumable.
 
-    python benchmarks/toy.py [--datasets toy1,toy2] [--methods nce_fixed,joint_nce] [--seeds 0,1]
+    python -m benchmarks.toy [--datasets toy1,toy2] [--methods nce_fixed,joint_nce] [--seeds 0,1]
                              [--quick] [--redo-older] [--jobs 2] [--out benchmarks/results]
 
 Each run (dataset, method, K, seed) appends one record to ``OUT/toy.json`` as soon as it

@@ -1,6 +1,6 @@
 """UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
 
-    python benchmarks/uci.py --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
+    python -m benchmarks.uci --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
                              [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ebm_single,ebm_mlis,ebm_refined]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 

@@ -211,7 +211,7 @@ def write_report(records: list[dict[str, Any]], path: Path, command: str) -> Non
     write_text(path, "\n".join([
         "# UCI regression benchmark (fixed splits)",
         "",
-        "Made by `python benchmarks/uci.py --jobs 2` (all datasets, splits and default methods;",
+        "Made by `python -m benchmarks.uci --jobs 2` (all datasets, splits and default methods;",
         "`--methods ebm_single,ebm_mlis` for those columns). The run resumes from the records in",
         "`uci.json`, which were made over several sessions; the latest command was",
         f"`{command}`. Mean ± standard error over the splits run",

@@ -1,6 +1,6 @@
 """What ``ebreg fit | predict | evaluate | plot`` do, as functions of plain arguments.
 
-Each returns a dict of what it measured or wrote; :mod:`ebreg.cli` parses options, prints
+Each returns a dict of what it measured or wrote; :mod:`ebreg.app.cli` parses options, prints
 and turns errors (:class:`ValueError` and kin) into one line and exit status 2. Nothing
 is written until the inputs have been checked, and every file is written atomically.
 """
