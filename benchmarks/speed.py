@@ -329,7 +329,7 @@ def main() -> int:
     out = Path(args.out)
     from ebreg.io import write_json, write_text
 
-    command = " ".join(["python", "benchmarks/speed.py", *sys.argv[1:]])
+    command = " ".join(["python -m benchmarks.speed", *sys.argv[1:]])
     write_json(out / "speed.json", result)
     history = append_history(out / "speed_history.json", result, command)
     text = report(result, command, history)
