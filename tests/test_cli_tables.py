@@ -405,8 +405,11 @@ def test_ctrl_c_during_a_fit_leaves_the_existing_model_as_it_was(work: Path) -> 
     target = work / "interrupted"
     shutil.copytree(work / "model", target)
     before = {p.name: hashlib.sha256(p.read_bytes()).hexdigest() for p in target.iterdir()}
+    # Ctrl-C's default action in the child, whatever this process inherited (a job started in the
+    # background of a shell ignores SIGINT, and so would the child)
     proc = subprocess.Popen([sys.executable, "-m", "ebreg.app.cli", "fit", work / "train.csv", "--target", "y",
-                             "--epochs", "150", "--out", target], stderr=subprocess.PIPE, text=True)
+                             "--epochs", "150", "--out", target], stderr=subprocess.PIPE, text=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     assert "epoch 1/150" in proc.stderr.readline()  # training has started
     proc.send_signal(signal.SIGINT)
     rest = proc.stderr.read()
