@@ -27,8 +27,8 @@ def ebreg(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
                           timeout=300, cwd=cwd)
 
 
-def ebreg_here(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
-    """The exit status and standard error of ``ebreg ARGS`` run by the entry point in this process."""
+def run_here(*args: object, capsys: pytest.CaptureFixture[str]) -> subprocess.CompletedProcess:
+    """``ebreg ARGS`` run by the command line's entry point in this process: exit status and output."""
     from ebreg import fast_paths
     from ebreg.app.cli import main
 
@@ -38,7 +38,14 @@ def ebreg_here(*args: str, capsys: pytest.CaptureFixture[str]) -> tuple[int, str
             status = main([str(a) for a in args])
         except SystemExit as exit_:
             status = exit_.code
-    return status, capsys.readouterr().err
+    out = capsys.readouterr()
+    return subprocess.CompletedProcess(args, status, out.out, out.err)
+
+
+def ebreg_here(*args: object, capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """The exit status and standard error of ``ebreg ARGS`` (:func:`run_here`)."""
+    proc = run_here(*args, capsys=capsys)
+    return proc.returncode, proc.stderr
 
 
 def _frame(n: int = 120, seed: int = 0) -> pd.DataFrame:
@@ -139,21 +146,21 @@ def test_plot_draws_one_row(work: Path) -> None:
     assert (work / "row5.png").read_bytes()[:8] == PNG
 
 
-def test_one_input_column_gets_a_density_map(work: Path) -> None:
+def test_one_input_column_gets_a_density_map(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _frame()[["x", "y"]].to_csv(work / "one.csv", index=False)
-    proc = ebreg("fit", work / "one.csv", "--target", "y", "--epochs", "2", "--method", "mdn", "--ensemble-size", "2",
-                 "--no-progress", "--out", work / "one_model")
+    proc = run_here("fit", work / "one.csv", "--target", "y", "--epochs", "2", "--method", "mdn", "--ensemble-size", "2",
+                 "--no-progress", "--out", work / "one_model", capsys=capsys)
     assert proc.returncode == 0 and "2 models" in proc.stdout, proc.stderr
-    proc = ebreg("evaluate", work / "one_model", work / "one.csv", "--report", work / "one_report")
+    proc = run_here("evaluate", work / "one_model", work / "one.csv", "--report", work / "one_report", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     assert (work / "one_report" / "density.png").read_bytes()[:8] == PNG
 
 
-def test_fit_can_refine_an_mdn(work: Path) -> None:
+def test_fit_can_refine_an_mdn(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from ebreg import load
 
-    proc = ebreg("fit", work / "train.csv", "--target", "y", "--epochs", "2", "--ensemble-size", "1",
-                 "--refine-mdn", "--no-progress", "--out", work / "refined")
+    proc = run_here("fit", work / "train.csv", "--target", "y", "--epochs", "2", "--ensemble-size", "1",
+                 "--refine-mdn", "--no-progress", "--out", work / "refined", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     est = load(work / "refined")
     assert est.refine_mdn and est.models_[0].residual_energy
@@ -275,25 +282,25 @@ def test_bad_input_gets_one_line_status_2_and_no_output(work: Path, case: str,
     assert not list(work.glob(".*.tmp")), "temporary file left behind"
 
 
-def test_drop_missing_trains_on_the_complete_rows(work: Path) -> None:
+def test_drop_missing_trains_on_the_complete_rows(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _bad_inputs(work)
-    proc = ebreg("fit", work / "nan_x.csv", "--target", "y", "--features", "x,z", "--epochs", "1", "--drop-missing",
-                 "--no-progress", "--out", work / "dropped")
+    proc = run_here("fit", work / "nan_x.csv", "--target", "y", "--features", "x,z", "--epochs", "1", "--drop-missing",
+                 "--no-progress", "--out", work / "dropped", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     assert "119 rows, 1 dropped" in proc.stdout
 
 
-def test_one_hot_encodes_categories_and_refuses_unseen_ones(work: Path) -> None:
+def test_one_hot_encodes_categories_and_refuses_unseen_ones(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     frame = _frame().assign(colour=lambda f: np.where(f["x"] > 0, "red", "blue"))
     frame.to_csv(work / "cat.csv", index=False)
-    assert ebreg("fit", work / "cat.csv", "--target", "y", "--one-hot", "--epochs", "1", "--method", "mdn",
-                 "--no-progress", "--out", work / "cat_model").returncode == 0
+    assert run_here("fit", work / "cat.csv", "--target", "y", "--one-hot", "--epochs", "1", "--method", "mdn",
+                 "--no-progress", "--out", work / "cat_model", capsys=capsys).returncode == 0
     frame.assign(colour="green").to_csv(work / "green.csv", index=False)
-    proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv")
+    proc = run_here("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv", capsys=capsys)
     assert proc.returncode == 2 and "categories unseen in training: green" in proc.stderr
     assert not (work / "green_out.csv").exists()
-    proc = ebreg("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv",
-                 "--unknown-categories", "ignore")
+    proc = run_here("predict", work / "cat_model", work / "green.csv", "--out", work / "green_out.csv",
+                 "--unknown-categories", "ignore", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     from ebreg import load
     from ebreg.app.tables import TableSpec
