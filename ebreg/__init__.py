@@ -39,7 +39,13 @@ if TYPE_CHECKING:
     from .proposals import FixedGaussianMixture, GaussianMixture, MDNHead
 
 
+#: submodules reachable as attributes of ``ebreg`` without importing them first
+_SUBMODULES = ("scorers",)
+
+
 def __getattr__(name: str) -> Any:
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
     if name in _WHERE:
         value = getattr(importlib.import_module(f".{_WHERE[name]}", __name__), name)
         globals()[name] = value  # the next look-up is a plain attribute

@@ -85,6 +85,15 @@ def _warn_on_repeated_targets(name: str, Y: np.ndarray) -> None:
             UserWarning, stacklevel=3)
 
 
+def _like_rows(X: Any, values: np.ndarray, columns: list[Any]) -> Any:
+    """``values`` ``(n, k)`` as a DataFrame indexed like ``X`` when ``X`` is one, else as they are."""
+    if type(X).__module__.startswith("pandas") and hasattr(X, "index"):
+        import pandas as pd
+
+        return pd.DataFrame(values, index=X.index, columns=columns)
+    return values
+
+
 def _positive_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
@@ -326,6 +335,24 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
     def predict(self, X: Any) -> np.ndarray:
         """Predictive mean, ``(n,)`` or ``(n, D)`` like the ``y`` given to ``fit``."""
         return self.predict_dist(X).mean
+
+    def predict_interval(self, X: Any, coverage: float = 0.9) -> Any:
+        """The central interval holding ``coverage`` of each row's predictive mass (one target).
+
+        Returns ``(n, 2)`` (lower, upper), or a pandas DataFrame with columns ``lower`` and
+        ``upper`` indexed like ``X`` when ``X`` is a DataFrame.
+        """
+        low, high = self.predict_dist(X).interval(coverage)
+        return _like_rows(X, np.stack([low, high], 1), ["lower", "upper"])
+
+    def predict_quantiles(self, X: Any, alpha: float | list[float] = (0.1, 0.5, 0.9)) -> Any:
+        """The predictive quantiles at levels ``alpha`` of each row (one target).
+
+        Returns ``(n, len(alpha))``, or a pandas DataFrame with one column per level indexed like
+        ``X`` when ``X`` is a DataFrame.
+        """
+        levels = [float(a) for a in np.atleast_1d(alpha)]
+        return _like_rows(X, self.predict_dist(X).quantile(levels), levels)
 
     def log_likelihood(self, X: Any, y: Any) -> np.ndarray:
         """``log p(y_i | x_i)`` per row ``(n,)`` in original units."""

@@ -9,7 +9,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from scipy import integrate
+from scipy import integrate, stats
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
 from ebreg.config import TrainConfig
@@ -424,3 +424,43 @@ def test_values_float32_cannot_hold_are_refused_with_the_reason(column: str, mes
         X[3, 1] = 3e20
     with pytest.raises(ValueError, match=message):
         MDNRegressor(**SMALL).fit(X, y)
+
+
+def test_scorers_work_in_model_selection_and_agree_with_closed_forms() -> None:
+    from sklearn.model_selection import GridSearchCV
+    from sklearn.pipeline import Pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    import ebreg
+
+    X, y = _data(120)
+    search = GridSearchCV(MDNRegressor(**SMALL, random_state=0), {"components": [1, 2]}, cv=2,
+                          scoring={"nll": ebreg.scorers.neg_nll, "crps": ebreg.scorers.neg_crps}, refit="nll")
+    search.fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_nll"]).all() and search.best_params_["components"] in (1, 2)
+    gaussian = MDNRegressor(**{**SMALL, "components": 1}, random_state=0).fit(X, y)
+    dist = gaussian.predict_dist(X)
+    z = (y - dist.mean) / dist.stddev
+    crps = dist.stddev * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    assert ebreg.scorers.neg_crps(gaussian, X, y) == pytest.approx(-crps.mean(), rel=1e-5)
+    assert ebreg.scorers.neg_nll(gaussian, X, y) == pytest.approx(
+        stats.norm.logpdf(y, dist.mean, dist.stddev).mean(), rel=1e-5)
+    pipe = Pipeline([("scale", StandardScaler()), ("mdn", MDNRegressor(**SMALL, random_state=0))]).fit(X * 50, y)
+    assert np.allclose(ebreg.scorers.pipeline_dist(pipe, X * 50).mean, pipe.predict(X * 50))
+    assert ebreg.scorers.neg_nll(pipe, X * 50, y) == pytest.approx(
+        pipe[-1].log_likelihood(pipe[0].transform(X * 50), y).mean())
+
+
+def test_interval_and_quantile_predictions_follow_the_rows_of_a_data_frame() -> None:
+    import pandas as pd
+
+    X, y = _data(80)
+    est = MDNRegressor(**SMALL, random_state=0).fit(X, y)
+    frame = pd.DataFrame(X[:5], index=[10, 11, 12, 13, 14])
+    interval = est.predict_interval(frame, coverage=0.8)
+    low, high = est.predict_dist(X[:5]).interval(0.8)
+    assert list(interval.index) == [10, 11, 12, 13, 14] and list(interval.columns) == ["lower", "upper"]
+    assert np.allclose(interval["lower"], low) and np.allclose(interval["upper"], high)
+    quantiles = est.predict_quantiles(X[:5], alpha=[0.1, 0.5])
+    assert quantiles.shape == (5, 2) and np.allclose(quantiles, est.predict_dist(X[:5]).quantile([0.1, 0.5]))
+    assert list(est.predict_quantiles(frame, alpha=0.5).columns) == [0.5]
