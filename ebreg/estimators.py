@@ -515,7 +515,6 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
         count = len(fitted["seeds_"])
         if {key.split(".", 1)[0] for key in state} != {str(i) for i in range(count)}:
             raise ValueError(f"{count} models named in model.json, other ones in the weights")
-        estimator._torch_device()  # the device, refused in one line where it is absent
         with torch.device("meta"):  # shapes only: nothing the description asks for is allocated yet
             model_file.load_weights(torch.nn.ModuleList(estimator._network(config) for _ in range(count)), state,
                                     path, check_only=True)
@@ -524,12 +523,13 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
     except (KeyError, TypeError, ValueError, OverflowError, RecursionError, IndexError, ZeroDivisionError,
             AssertionError, RuntimeError) as err:
         raise model_file.ModelFileError(f"{meta_file} is incomplete or invalid: {err!r}") from err
+    device = estimator._torch_device()  # refused in one line where it is absent here
     if not all(torch.isfinite(v).all() for v in state.values() if v.is_floating_point()):
         raise model_file.ModelFileError(f"{Path(path) / model_file.WEIGHTS} holds NaN or infinite weights")
     models = torch.nn.ModuleList(estimator._network(config) for _ in range(count))
     model_file.load_weights(models, state, path)
     models.eval().requires_grad_(False)
-    estimator.models_ = list(models.to(estimator._torch_device()))
+    estimator.models_ = list(models.to(device))
     estimator.model_config_ = config
     for key, value in fitted.items():
         setattr(estimator, key, value)

@@ -136,3 +136,17 @@ def test_hostile_model_folders_are_refused_before_anything_is_allocated(tmp_path
     with pytest.raises(ModelFileError, match=message):
         load(folder)
     assert torch.get_default_device().type == "cpu"
+
+
+def test_a_model_loaded_for_an_absent_device_is_refused_as_such(tmp_path: Path) -> None:
+    import torch
+
+    from ebreg import load
+
+    folder = _fitted_folder(tmp_path)
+    if torch.cuda.device_count() > 7:
+        pytest.skip("this machine has a CUDA device 7")
+    with pytest.raises(ValueError, match="device 'cuda:7' is not available here") as caught:
+        load(folder, device="cuda:7")
+    assert not isinstance(caught.value, ModelFileError)
+    assert load(folder, device="cpu").models_[0].head.mean[0].weight.device.type == "cpu"
