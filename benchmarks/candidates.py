@@ -22,7 +22,7 @@ from concurrent.futures import ProcessPoolExecutor, as_completed
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, SHARED_DATA, load_records, merge_records
+from benchmarks.common import RESULTS, SHARED_DATA, load_records, median_worst, merge_records
 from benchmarks.provenance import library_version
 
 
@@ -67,9 +67,8 @@ def report(records: list[dict[str, Any]], command: str) -> str:
             mdn = [r["seconds"] / by[(dataset, r["split"], 0, library)]["seconds"] for r in rs
                    if (dataset, r["split"], 0, library) in by]
             diff_cell = f"{statistics.fmean(diff):+.3f} ({max(diff):+.3f})" if diff else "–"
-            time_cell = f"{statistics.median(mdn):.1f} ({max(mdn):.1f})" if mdn else "–"
             lines.append(f"| `{library[:10]}` | {dataset} | {m} | {len(rs)} | "
-                         f"{statistics.fmean(r['val_nll'] for r in rs):.3f} | {diff_cell} | {time_cell} | "
+                         f"{statistics.fmean(r['val_nll'] for r in rs):.3f} | {diff_cell} | {median_worst(mdn)} | "
                          f"{statistics.median(r['epochs'] for r in rs):.0f} |")
     return "\n".join(lines) + "\n"
 

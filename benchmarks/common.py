@@ -8,6 +8,7 @@ record to a JSON file in ``benchmarks/results`` and is skipped when its record e
 from __future__ import annotations
 
 import json
+import statistics
 from collections.abc import Callable, Hashable, Iterable
 from pathlib import Path
 from typing import Any
@@ -37,6 +38,11 @@ UCI_METHODS = (*UCI_DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined")
 UCI_CALIBRATED = ("ebm", "ebm_single", "ebm_refined")
 #: datasets with integer targets, scored after adding uniform noise of one step
 UCI_DEQUANTIZED = ("wine-quality-red",)
+
+
+def median_worst(values: list[float], spec: str = ".1f") -> str:
+    """``median (worst)`` of ``values`` for a report cell (worst: the largest), or ``–`` for none."""
+    return f"{statistics.median(values):{spec}} ({max(values):{spec}})" if values else "–"
 
 
 def load_records(path: Path) -> list[dict[str, Any]]:

@@ -24,7 +24,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from benchmarks.common import RESULTS, SHARED_DATA, load_records, merge_records
+from benchmarks.common import RESULTS, SHARED_DATA, load_records, median_worst, merge_records
 from benchmarks.provenance import head_commit, library_version
 
 ESTIMATORS = ("ebm", "ebm_single", "mdn", "ngboost")
@@ -79,9 +79,8 @@ def report(records: list[dict[str, Any]], command: str) -> str:
         splits = sorted({r["split"] for r in records if r["library"] == library and r["dataset"] == dataset})
 
         def ratio(a: str, b: str, splits: list[int] = splits, dataset: str = dataset, library: str = library) -> str:
-            values = [by[(dataset, s, a, library)]["seconds"] / by[(dataset, s, b, library)]["seconds"]
-                      for s in splits if (dataset, s, a, library) in by and (dataset, s, b, library) in by]
-            return f"{statistics.median(values):.1f} ({max(values):.1f})" if values else "–"
+            return median_worst([by[(dataset, s, a, library)]["seconds"] / by[(dataset, s, b, library)]["seconds"]
+                                 for s in splits if (dataset, s, a, library) in by and (dataset, s, b, library) in by])
 
         def nll(name: str, splits: list[int] = splits, dataset: str = dataset, library: str = library) -> str:
             values = [by[(dataset, s, name, library)]["nll"] for s in splits if (dataset, s, name, library) in by]

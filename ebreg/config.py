@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any, Literal, get_args
 
 __all__ = [
     "ModelConfig", "TrainConfig", "Method", "FixedProposalMethod", "JointMethod", "MDNMethod", "Backbone",
-    "LRSchedule", "METHODS", "REFINE_MDN_MODEL", "REFINE_MDN_TRAIN",
+    "LRSchedule", "METHODS", "DEVICE_PATTERN", "REFINE_MDN_MODEL", "REFINE_MDN_TRAIN",
 ]
 
 #: Training methods whose EBM learns against a fixed proposal centred at the target (prior
@@ -26,6 +27,9 @@ MDNMethod = Literal["mdn", "mdn_teacher"]
 Method = Literal[FixedProposalMethod, JointMethod, MDNMethod]
 METHODS: tuple[str, ...] = get_args(Method)
 LRSchedule = Literal["constant", "cosine"]
+#: what an estimator's ``device`` may name: the CPU, a CUDA device (``cuda`` or ``cuda:N``), Apple's
+#: MPS, or the best one present (``auto``)
+DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 #: feature networks: an MLP for tables, a small CNN or torchvision's ResNet-18 for images
 Backbone = Literal["mlp", "cnn", "resnet18"]
 #: ModelConfig and TrainConfig settings under which ``joint_nce`` trains an EBM that refines an

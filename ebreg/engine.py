@@ -80,7 +80,12 @@ class EBMTrainer(L.LightningModule):
     # ------------------------------------------------------------------ losses
     def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """Per-example loss terms ``{name: (n,)}`` of the configured method for a batch."""
-        return self.method.loss_terms(self, x, as_targets(y), self.train_config)[0]
+        return self.losses_and_ess(x, y)[0]
+
+    def losses_and_ess(self, x: Tensor, y: Tensor) -> tuple[dict[str, Tensor], Tensor | None]:
+        """:meth:`losses` and, for EBM methods, the proposal samples' effective sample size as a
+        fraction of M per example ``(n,)`` (see :class:`ebreg.methods.TrainingMethod`)."""
+        return self.method.loss_terms(self, x, as_targets(y), self.train_config)
 
     @torch.no_grad()
     def fit_scaling(self, x: Tensor, y: Tensor) -> None:
@@ -103,7 +108,7 @@ class EBMTrainer(L.LightningModule):
 
     def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
         x, y = batch
-        per_example, ess = self.method.loss_terms(self, x, as_targets(y), self.train_config)
+        per_example, ess = self.losses_and_ess(x, y)
         terms = {k: v.mean() for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
         self._finite_check(loss, terms, (self.global_step, self.current_epoch, batch_idx))

@@ -12,7 +12,6 @@ touch the global random state when it is an integer.
 from __future__ import annotations
 
 import math
-import re
 import time
 import warnings
 from dataclasses import replace
@@ -27,7 +26,7 @@ from sklearn.utils.validation import check_is_fitted, validate_data
 
 from . import model_file
 from .calibration import fit_temperature
-from .config import REFINE_MDN_MODEL, REFINE_MDN_TRAIN, JointMethod, MDNMethod, ModelConfig, TrainConfig
+from .config import DEVICE_PATTERN, REFINE_MDN_MODEL, REFINE_MDN_TRAIN, JointMethod, MDNMethod, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
 from .mdn import MixtureDensityNetwork
 from .predictive import MixturePredictive, SNISPredictive
@@ -35,8 +34,6 @@ from .proposals import pool_mixtures
 
 __all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 
-#: what ``device`` may name: the CPU, a CUDA device (``cuda`` or ``cuda:N``), Apple's MPS, or the best present
-DEVICE_PATTERN = re.compile(r"cpu|cuda(:\d+)?|mps|auto")
 
 
 #: ``ensemble_size="auto"``: this many models when the training data have fewer than

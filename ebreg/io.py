@@ -15,14 +15,31 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["atomic_write", "atomic_folder", "write_json", "write_text", "umask"]
+__all__ = ["atomic_write", "atomic_folder", "write_json", "write_text", "umask", "folder_written_as"]
 
 
 def umask() -> int:
-    """The process's umask (read by setting it and putting it back)."""
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
+    """The process's umask: read from ``/proc/self/status`` where Linux gives it, else by setting
+    it and putting it back (which other threads could see for an instant)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            return next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+        return mask
+
+
+def folder_written_as(path: Path, marker: str, fmt: str) -> bool:
+    """Whether folder ``path`` is empty, or its JSON file ``marker`` says ``"format": fmt``: the
+    folders an atomic writer of that format may replace (another tool's files never are)."""
+    if not any(path.iterdir()):
+        return True
+    try:
+        meta = json.loads((path / marker).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return False
+    return isinstance(meta, dict) and meta.get("format") == fmt
 
 
 def _target(path: str | Path) -> Path:

@@ -24,7 +24,7 @@ import torch
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .io import atomic_folder, umask, write_json
+from .io import atomic_folder, folder_written_as, umask, write_json
 
 __all__ = ["ModelFileError", "write", "read", "load_weights", "is_model_folder", "FORMAT_VERSION", "FITTED"]
 
@@ -91,13 +91,7 @@ def _upgrade_v1(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[st
 def is_model_folder(path: Path) -> bool:
     """Whether ``path`` (an existing folder) may be replaced by a model: empty, or an ebreg model
     folder (its ``model.json`` says so; another tool's ``model.json`` does not make it ours)."""
-    if not any(path.iterdir()):
-        return True
-    try:
-        meta = json.loads((path / META).read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("format") == FORMAT
+    return folder_written_as(path, META, FORMAT)
 
 
 def write(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]) -> Path:

@@ -8,13 +8,12 @@ status 2, and leaves no partial output behind.
 from __future__ import annotations
 
 import argparse
-import re
 import sys
 from collections.abc import Sequence
 from typing import get_args
 
 from .._fast import set_fast_paths
-from ..config import METHODS, JointMethod, MDNMethod
+from ..config import DEVICE_PATTERN, METHODS, JointMethod, MDNMethod
 
 __all__ = ["main"]
 
@@ -34,14 +33,19 @@ def _ensemble_size(text: str) -> int | str:
     return int(text)
 
 
-def _level(text: str) -> float:
+def _number(text: str, low_included: bool, range_text: str) -> float:
+    """``text`` as a number in ``[0, 1)`` (``low_included``) or ``(0, 1)``, else a parse error."""
     try:
         value = float(text)
     except ValueError:
         value = float("nan")
-    if not 0 < value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number strictly between 0 and 1, got {text}")
+    if not (0 <= value < 1 if low_included else 0 < value < 1):
+        raise argparse.ArgumentTypeError(f"must be a number {range_text}, got {text}")
     return value
+
+
+def _level(text: str) -> float:
+    return _number(text, False, "strictly between 0 and 1")
 
 
 def _levels(text: str) -> list[float]:
@@ -69,19 +73,21 @@ DEVICE_HELP = "cpu, cuda, cuda:N, mps or auto (CUDA, else MPS, else the CPU)"
 
 
 def _device(text: str) -> str:
-    if not re.fullmatch(r"cpu|cuda(:\d+)?|mps|auto", text):
+    if not DEVICE_PATTERN.fullmatch(text):
         raise argparse.ArgumentTypeError(f"must be cpu, cuda, cuda:N, mps or auto, got {text}")
     return text
 
 
 def _fraction(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = float("nan")
-    if not 0 <= value < 1:
-        raise argparse.ArgumentTypeError(f"must be a number in [0, 1), got {text}")
-    return value
+    return _number(text, True, "in [0, 1)")
+
+
+def _prediction_options(parser: argparse.ArgumentParser) -> None:
+    """The options every command that predicts from a model folder takes."""
+    parser.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
+    parser.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
+    parser.add_argument("--unknown-categories", choices=("error", "ignore"), default="error",
+                        help="a category unseen in training: refused, or encoded as none of the known (default: error)")
 
 
 def _versions() -> str:
@@ -137,20 +143,14 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("--quantiles", type=_levels, default=None, help="quantile levels, e.g. 0.1,0.5,0.9 (default: none)")
     pred.add_argument("--samples", type=_non_negative_int, default=0, help="draws per row to include (default: 0)")
     pred.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")
-    pred.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
-    pred.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
-    pred.add_argument("--unknown-categories", choices=("error", "ignore"), default="error",
-                      help="a category unseen in training: refused, or encoded as none of the known (default: error)")
+    _prediction_options(pred)
 
     ev = sub.add_parser("evaluate", help="NLL, RMSE, MAE, CRPS, coverage and calibration on a labelled table")
     ev.add_argument("model")
     ev.add_argument("data")
     ev.add_argument("--target", type=_names, default=None, help="observed column(s) (default: the training names)")
     ev.add_argument("--report", default=None, help="folder for metrics.json and figures (default: none)")
-    ev.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
-    ev.add_argument("--device", type=_device, default=None, help=DEVICE_HELP + " (default: the model's)")
-    ev.add_argument("--unknown-categories", choices=("error", "ignore"), default="error",
-                    help="a category unseen in training: refused, or encoded as none of the known (default: error)")
+    _prediction_options(ev)
 
     plot = sub.add_parser("plot", help="the predictive density of one row")
     plot.add_argument("model")

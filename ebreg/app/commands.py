@@ -7,8 +7,8 @@ is written until the inputs have been checked, and every file is written atomica
 
 from __future__ import annotations
 
-import json
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any, get_args
 
@@ -16,7 +16,7 @@ import numpy as np
 import pandas as pd
 
 from ..config import JointMethod
-from ..io import atomic_folder, write_json, write_text
+from ..io import atomic_folder, folder_written_as, write_json, write_text
 from .report import html_report
 from .tables import TableError, TableSpec, finite_rows, read_table, table_format, write_table
 
@@ -140,17 +140,6 @@ def predict_table(model: str | Path, data: str | Path, out: str | Path, interval
     return {"rows": len(result), "dropped_rows": int((~keep).sum()), "out": str(out), "columns": list(columns)}
 
 
-def _is_report_folder(path: Path) -> bool:
-    """Whether folder ``path`` may be replaced by a report: empty, or a report ``ebreg evaluate`` wrote."""
-    if not any(path.iterdir()):
-        return True
-    try:
-        meta = json.loads((path / "metrics.json").read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return False
-    return isinstance(meta, dict) and meta.get("format") == REPORT_FORMAT
-
-
 def _refuse_overlap(out: str | Path, inputs: list[str | Path], option: str) -> None:
     """Refuse an output that is one of the inputs, holds one of them, or lies inside one."""
     target = Path(out).resolve()
@@ -243,7 +232,7 @@ def evaluate_table(model: str | Path, data: str | Path, targets: list[str] | Non
         write_text(folder / "report.html", html_report(f"ebreg evaluation of {Path(model).name} on {Path(data).name}",
                                                        metrics, settings, summary, folder, figures))
 
-    atomic_folder(report, write, _is_report_folder)
+    atomic_folder(report, write, partial(folder_written_as, marker="metrics.json", fmt=REPORT_FORMAT))
     metrics["report"] = str(report)
     return metrics
 
@@ -265,6 +254,7 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     """The predictive density of one row (and the proposal's, for an EBM), with the observed value."""
     import torch
 
+    from ..estimators import torch_device
     from ..proposals import pool_mixtures
     from .plotting import row_density
 
@@ -287,7 +277,7 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
     curves = [("model", np.exp(est.predict_dist(np.repeat(x, points, 0)).log_prob(grid)))]
     if hasattr(est.models_[0], "proposal_distribution"):
         with torch.no_grad():
-            xt = torch.as_tensor(x, dtype=torch.float32, device=est.models_[0].temperature.device)
+            xt = torch.as_tensor(x, dtype=torch.float32, device=torch_device(est.device))
             q = pool_mixtures([m.proposal_distribution(m.features(xt)) for m in est.models_])
             g = torch.as_tensor(grid, dtype=torch.float32, device=xt.device).view(-1, 1, 1)
             curves.append(("proposal", np.exp(q.log_prob(g).cpu().double().numpy()[:, 0])))
