@@ -1,13 +1,21 @@
 """UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
 
     python -m benchmarks.uci --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
-                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ebm_single,ebm_mlis,ebm_refined]
+                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ngboost_es,catboost,pgbm,ebm_single,ebm_mlis,ebm_refined]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
 ``gaussian_mlp`` (the MDN with one component: a heteroscedastic Gaussian MLP),
 ``deep_ensemble`` (5 of those with different seeds, predicting their equal-weight mixture),
-``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults); and, only
+``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults),
+``ngboost_es`` (the same with up to 2,000 boosting rounds, stopped early on a validation part of
+20 % of the training rows after 50 rounds without improvement, predicting with its best round),
+``catboost`` (CatBoostRegressor with ``loss_function="RMSEWithUncertainty"``: a Normal whose
+mean and variance are boosted, up to 5,000 rounds stopped early on the same validation part) and
+``pgbm`` (PGBM's ``pgbm.torch.PGBMRegressor``, up to 2,000 rounds stopped early on the same
+validation part, its Normal from the learned mean and variance, with the tree correlation
+that sets the variance chosen by the validation part's NLL over PGBM's own grid: PGBM's own package, whose
+scikit-learn variant is built against NumPy 1 and does not load beside NumPy 2); and, only
 when asked for, ``ebm_single`` (one EBM, ``ensemble_size=1``: the ``ebm`` column before
 ensembles became the default for fewer than 2,000 rows; on larger data it is ``ebm``) and
 ``ebm_mlis`` (one EBM trained by ML-IS, ``method="joint_mlis"``, which ``EBMRegressor`` ran by
@@ -54,6 +62,8 @@ DEFAULT_DATA = SHARED_DATA / "uci"
 PEERS, DEFAULT_METHODS, METHODS, CALIBRATED = UCI_PEERS, UCI_DEFAULT_METHODS, UCI_METHODS, UCI_CALIBRATED
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
+#: the peers that stop early hold out this part of the training rows
+VALIDATION_FRACTION = 0.2
 DEQUANTIZED = UCI_DEQUANTIZED
 
 
@@ -100,6 +110,44 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         ngb = NGBRegressor(random_state=seed, verbose=False).fit(x_train, y_train)
         params = ngb.pred_dist(x_test).params
         return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
+    if method in ("ngboost_es", "catboost", "pgbm"):
+        from sklearn.model_selection import train_test_split
+
+        x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=VALIDATION_FRACTION, random_state=seed)
+        if method == "ngboost_es":
+            from ngboost import NGBRegressor
+
+            ngb = NGBRegressor(n_estimators=2000, random_state=seed, verbose=False)
+            ngb.fit(x_fit, y_fit, X_val=x_val, Y_val=y_val, early_stopping_rounds=50)
+            params = ngb.pred_dist(x_test, max_iter=ngb.best_val_loss_itr + 1).params
+            return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
+        if method == "catboost":
+            from catboost import CatBoostRegressor
+
+            cat = CatBoostRegressor(loss_function="RMSEWithUncertainty", iterations=5000, od_type="Iter", od_wait=100,
+                                    use_best_model=True, random_seed=seed, thread_count=1, verbose=False)
+            cat.fit(x_fit, y_fit, eval_set=(x_val, y_val))
+            mean_var = cat.predict(x_test, prediction_type="RMSEWithUncertainty")  # (n, 2): mean, variance
+            return _mixture_predictive(mean_var[:, :1], np.sqrt(mean_var[:, 1:]))
+        import torch
+        from pgbm.torch import PGBMRegressor
+
+        torch.manual_seed(seed)
+        pgbm = PGBMRegressor(n_estimators=2000, random_state=seed, verbose=0)
+        pgbm.fit(x_fit, y_fit, eval_set=(x_val, y_val), early_stopping_rounds=50)
+
+        def normal(x):  # noqa: ANN001, ANN202
+            _, mean, variance = pgbm.predict_dist(x, n_forecasts=1, output_sample_statistics=True)
+            return _mixture_predictive(np.asarray(mean)[:, None], np.sqrt(np.maximum(np.asarray(variance), 1e-24))[:, None])
+
+        # PGBM's variance depends on an assumed correlation between trees, which its authors choose
+        # after training on a validation part; here by the Normal's validation NLL over their grid
+        nll = {}
+        for rho in np.arange(-0.2, 0.2, 0.02):
+            pgbm.learner_.tree_correlation = torch.tensor(rho, dtype=torch.float32)
+            nll[rho] = -normal(x_val).log_prob(y_val).mean()
+        pgbm.learner_.tree_correlation = torch.tensor(min(nll, key=nll.get), dtype=torch.float32)
+        return normal(x_test)
     raise ValueError(f"unknown method {method!r}; choose from {', '.join(METHODS)}")
 
 
