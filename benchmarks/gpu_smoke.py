@@ -144,7 +144,7 @@ def prediction() -> None:
             torch.cuda.synchronize()
             start = time.perf_counter()
             dist = SNISPredictive(model, x, 1024, seed=0, max_candidates=chunk)
-            _ = dist.mean  # draws and weighs the samples
+            _ = dist.mean()  # draws and weighs the samples
             if rows == 10_000:
                 dist.interval(0.9)
             torch.cuda.synchronize()

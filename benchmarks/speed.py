@@ -213,7 +213,7 @@ def prediction_row(model, rows: int, repeats: int, num_samples: int = 1024) -> d
     x = torch.rand(rows, 1) * 6 - 3
     gflops = matmul_gflops(seconds=0.5)
     times: dict[str, list[float]] = {"mean": [], "interval": []}
-    queries = {"mean": lambda d: d.mean,  # draws and weighs the samples, kept for
+    queries = {"mean": lambda d: d.mean(),  # draws and weighs the samples, kept for
                "interval": lambda d: d.interval(0.9)}  # the intervals: no further energies
     for _ in range(repeats):
         dist = SNISPredictive(model, x, num_samples, seed=0)

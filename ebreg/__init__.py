@@ -22,6 +22,7 @@ _WHERE = {
     "fit": "engine", "FitResult": "engine", "EBMTrainer": "engine", "NonFiniteLossError": "engine",
     "EBMRegressor": "estimators", "MDNRegressor": "estimators", "load": "estimators",
     "ModelFileError": "model_file",
+    "PredictiveDistribution": "predictive", "MixturePredictive": "predictive", "SNISPredictive": "predictive",
     "fast_paths": "_fast", "set_fast_paths": "_fast", "FastPaths": "_fast",
 }
 
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
     from .inference import WeightedSamples, importance_sample, log_likelihood, predict_mean, refine, sample
     from .mdn import MixtureDensityNetwork
     from .model_file import ModelFileError
+    from .predictive import MixturePredictive, PredictiveDistribution, SNISPredictive
     from .proposals import FixedGaussianMixture, GaussianMixture, MDNHead
 
 

@@ -64,9 +64,12 @@ def fit_temperature(
     num_samples: int = 1024,
     generator: torch.Generator | None = None,
     temperatures: Tensor = TEMPERATURES,
+    weight: Tensor | None = None,
 ) -> float:
-    """The temperature among ``temperatures`` with the highest mean log-likelihood on ``(x, y)``."""
+    """The temperature among ``temperatures`` with the highest mean log-likelihood on ``(x, y)``
+    (rows weighed by ``weight`` ``(n,)`` where given)."""
     if generator is None:
         generator = torch.Generator(device=x.device).manual_seed(0)
-    mean_ll = temperature_log_likelihoods(model, x, y, temperatures, num_samples, generator).mean(0)
+    ll = temperature_log_likelihoods(model, x, y, temperatures, num_samples, generator)  # (n, L)
+    mean_ll = ll.mean(0) if weight is None else (weight.to(ll).unsqueeze(-1) * ll).sum(0) / weight.sum()
     return float(temperatures[int(torch.argmax(mean_ll))])

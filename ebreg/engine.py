@@ -70,6 +70,8 @@ class EBMTrainer(L.LightningModule):
         #: where one plain line per epoch goes (set by :func:`fit` for progress off a terminal)
         self.epoch_lines: Callable[[str], None] | None = None
         self.label = ""
+        #: one record per training epoch: its number, every loss term's and the ESS fraction's mean, the validation NLL
+        self.history: list[dict[str, float]] = []
         self._epoch_start = 0.0
 
     def test_model(self) -> ConditionalEBM | MixtureDensityNetwork | None:
@@ -88,14 +90,15 @@ class EBMTrainer(L.LightningModule):
         return self.method.loss_terms(self, x, as_targets(y), self.train_config)
 
     @torch.no_grad()
-    def fit_scaling(self, x: Tensor, y: Tensor) -> None:
-        """Standardise every network's y, and x when it is a table ``(n, d)``, by these data."""
+    def fit_scaling(self, x: Tensor, y: Tensor, weight: Tensor | None = None) -> None:
+        """Standardise every network's y, and x when it is a table ``(n, d)``, by these data
+        (rows weighed by ``weight`` ``(n,)`` where given)."""
         for net in (self.ebm, self.mdn):
             if net is None:
                 continue
             if x.dim() == 2:
-                net.x_scaling.fit_(x)
-            net.y_scaling.fit_(y)
+                net.x_scaling.fit_(x, weight)
+            net.y_scaling.fit_(y, weight)
 
     # --------------------------------------------------------------- lightning
     def on_fit_start(self) -> None:
@@ -106,10 +109,10 @@ class EBMTrainer(L.LightningModule):
         deferred = defers_finite_check(self.device)
         self._finite_check = FiniteLossCheck(self.optimizers(use_pl_optimizer=False) if deferred else None)
 
-    def training_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> Tensor:
-        x, y = batch
+    def training_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> Tensor:
+        x, y, *weight = batch
         per_example, ess = self.losses_and_ess(x, y)
-        terms = {k: v.mean() for k, v in per_example.items()}
+        terms = {k: _mean(v, weight) for k, v in per_example.items()}
         loss = torch.stack(list(terms.values())).sum()
         self._finite_check(loss, terms, (self.global_step, self.current_epoch, batch_idx))
         if ess is not None:
@@ -130,6 +133,13 @@ class EBMTrainer(L.LightningModule):
         if self._train_sums is not None:
             means = self._train_sums / self._train_count
             self.log_dict({f"train/{k}": v for k, v in zip(self._train_names, means)}, sync_dist=True)
+        record: dict[str, float] = {"epoch": self.current_epoch + 1}
+        if means is not None:
+            record.update({k: float(v) for k, v in zip(self._train_names, means)})
+        nll = self.trainer.callback_metrics.get("val/nll")
+        if nll is not None:
+            record["val_nll"] = float(nll)
+        self.history.append(record)
         if self.epoch_lines is not None and self.trainer.is_global_zero:
             self.epoch_lines(self._epoch_line(means))
         self._train_sums, self._train_count = None, 0
@@ -161,14 +171,14 @@ class EBMTrainer(L.LightningModule):
         m = max(self.train_config.num_samples, VALIDATION_SAMPLES)
         return -log_likelihood(model, x, y, m, gen, common_noise=True)
 
-    def validation_step(self, batch: tuple[Tensor, Tensor], batch_idx: int) -> None:
-        x, y = batch
+    def validation_step(self, batch: tuple[Tensor, ...], batch_idx: int) -> None:
+        x, y, *weight = batch
         terms = self.losses(x, y)
-        loss = torch.stack([v.mean() for v in terms.values()]).sum()
+        loss = torch.stack([_mean(v, weight) for v in terms.values()]).sum()
         self.log("val/loss", loss, on_epoch=True, batch_size=len(x), sync_dist=True)
         nll = self.validation_nll(x, y)
         if nll is not None:
-            self.log("val/nll", nll.mean(), on_epoch=True, batch_size=len(x), sync_dist=True, prog_bar=True)
+            self.log("val/nll", _mean(nll, weight), on_epoch=True, batch_size=len(x), sync_dist=True, prog_bar=True)
 
     def configure_optimizers(self):  # noqa: ANN201
         cfg = self.train_config
@@ -317,9 +327,17 @@ def _as_is(batch: tuple[Tensor, ...]) -> tuple[Tensor, ...]:
     return batch
 
 
-def _loader(x: Tensor, y: Tensor, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
+def _mean(per_example: Tensor, weight: list[Tensor]) -> Tensor:
+    """The mean of ``per_example`` ``(n,)``, weighed by ``weight[0]`` when the batch has weights
+    (they average 1 over their data set: a batch's weighted mean estimates the mean over the data
+    set with each row repeated in proportion to its weight)."""
+    return (per_example * weight[0]).mean() if weight else per_example.mean()
+
+
+def _loader(x: Tensor, y: Tensor, weight: Tensor | None, batch_size: int, shuffle: bool, seed: int) -> DataLoader:
     gen = torch.Generator().manual_seed(seed)
-    return DataLoader(RowBatches(x, y), batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_as_is)
+    tensors = (x, y) if weight is None else (x, y, weight / weight.mean())
+    return DataLoader(RowBatches(*tensors), batch_size=batch_size, shuffle=shuffle, generator=gen, collate_fn=_as_is)
 
 
 @contextmanager
@@ -354,6 +372,8 @@ def fit(
     log_dir: str | Path | None = None,
     checkpoint_dir: str | Path | None = None,
     resume: bool = False,
+    sample_weight: Tensor | None = None,
+    val_weight: Tensor | None = None,
     **trainer_kwargs,
 ) -> FitResult:
     """Train the method of ``train_config`` on ``x`` ``(n, ...)``, ``y`` ``(n,)`` or ``(n, D)``.
@@ -375,6 +395,9 @@ def fit(
     installed). ``checkpoint_dir``: ``last.ckpt`` written after every epoch and every 50
     steps; with ``resume`` a run continues from it if it exists (after a crash or a kill),
     and early stopping still returns the best epoch's weights.
+    ``sample_weight`` ``(n,)`` and ``val_weight``: non-negative row weights; every loss term,
+    the standardisation and the validation NLL that stops early then weigh rows by them (a
+    row of weight 2 counts as two), None: all rows alike.
     Multi-process training needs no change here: pass ``devices``, ``num_nodes`` and
     ``strategy="ddp"`` (each process draws its own proposal samples; gradients, logged
     metrics and early stopping are synchronised by Lightning). ``precision="bf16-mixed"``
@@ -382,15 +405,16 @@ def fit(
     log-sum-exps stay in float32.
     """
     y = _checked_data(model_config, x, y, x_val, y_val)
+    sample_weight, val_weight = _checked_weight("sample_weight", sample_weight, x), _checked_weight("val_weight", val_weight, x_val)
     keep_freed_memory_if_enabled()
     seed = train_config.seed
     with torch.random.fork_rng(devices=[]), _quiet_lightning(verbose):
         torch.manual_seed(seed)
         module = EBMTrainer(model_config, train_config)
         if train_config.standardize:
-            module.fit_scaling(x, y)
-        train_loader = _loader(x, y, train_config.batch_size, True, seed)
-        val = None if x_val is None or y_val is None else _loader(x_val, as_targets(y_val), 4096, False, seed)
+            module.fit_scaling(x, y, sample_weight)
+        train_loader = _loader(x, y, sample_weight, train_config.batch_size, True, seed)
+        val = None if x_val is None or y_val is None else _loader(x_val, as_targets(y_val), val_weight, 4096, False, seed)
         keep = None
         callbacks: list[Callback] = []
         module.label = label
@@ -443,3 +467,17 @@ def _checked_data(model_config: ModelConfig, x: Tensor, y: Tensor, x_val: Tensor
         if values is not None:
             check_finite(name, values)
     return y
+
+
+def _checked_weight(name: str, weight: Tensor | None, x: Tensor | None) -> Tensor | None:
+    """Row weights ``(n,)``: finite, non-negative, not all zero; None where all are equal (the
+    unweighted computation, exactly)."""
+    if weight is None or x is None:
+        return None
+    weight = torch.as_tensor(weight, dtype=torch.float32, device=x.device)
+    if weight.shape != (x.shape[0],):
+        raise ValueError(f"{name} must have shape ({x.shape[0]},), one weight per row, got {tuple(weight.shape)}")
+    check_finite(name, weight)
+    if bool((weight < 0).any()) or not bool((weight > 0).any()):
+        raise ValueError(f"{name} must be non-negative with at least one positive weight")
+    return None if bool((weight == weight[0]).all()) else weight

@@ -22,15 +22,16 @@ import numpy as np
 import torch
 from sklearn.base import BaseEstimator, RegressorMixin
 from sklearn.utils import check_random_state
-from sklearn.utils.validation import check_is_fitted, validate_data
+from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
 from . import model_file
 from .calibration import fit_temperature
 from .config import DEVICE_PATTERN, REFINE_MDN_MODEL, REFINE_MDN_TRAIN, JointMethod, MDNMethod, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
 from .mdn import MixtureDensityNetwork
-from .predictive import MixturePredictive, SNISPredictive
+from .predictive import MixturePredictive, PredictiveDistribution, SNISPredictive, TransformedPredictive
 from .proposals import pool_mixtures
+from .transforms import target_transform
 
 __all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 
@@ -91,6 +92,12 @@ def _like_rows(X: Any, values: np.ndarray, columns: list[Any]) -> Any:
     return values
 
 
+def _check_coverage(coverage: object) -> float:
+    if not isinstance(coverage, (int, float, np.floating)) or not 0 < coverage < 1:
+        raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
+    return float(coverage)
+
+
 def _positive_int(value: object) -> bool:
     return isinstance(value, (int, np.integer)) and not isinstance(value, bool) and value >= 1
 
@@ -134,6 +141,9 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         verbose: bool = False,
         ensemble_size: int | str = 1,
         log_dir: str | None = None,
+        target_transform: str | None = None,
+        target_bounds: tuple[float, float] | None = None,
+        interval_calibration: str | None = None,
     ) -> None:
         self.method = method
         self.components = components
@@ -151,6 +161,9 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.verbose = verbose
         self.ensemble_size = ensemble_size
         self.log_dir = log_dir
+        self.target_transform = target_transform
+        self.target_bounds = target_bounds
+        self.interval_calibration = interval_calibration
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
@@ -195,6 +208,12 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"{name}: lr must be a positive number, got {self.lr!r}")
         if self.patience is not None and not _positive_int(self.patience):
             raise ValueError(f"{name}: patience must be a positive integer or None, got {self.patience!r}")
+        try:
+            target_transform(self.target_transform, self.target_bounds)
+        except ValueError as err:
+            raise ValueError(f"{name}: {err}") from None
+        if self.interval_calibration not in (None, "conformal"):
+            raise ValueError(f"{name}: interval_calibration must be None or 'conformal', got {self.interval_calibration!r}")
 
     def _ensemble_size(self, n: int) -> int:
         """The number of models to train on ``n`` rows."""
@@ -214,23 +233,54 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         order = np.random.RandomState(seed).permutation(n)
         return np.sort(order[n_val:]), np.sort(order[:n_val])
 
-    def fit(self, X: Any, y: Any) -> _ProbabilisticRegressor:
-        """Train on ``X`` ``(n, d)`` and ``y`` ``(n,)`` or ``(n, D)``; returns self."""
+    def fit(self, X: Any, y: Any, sample_weight: Any = None) -> _ProbabilisticRegressor:
+        """Train on ``X`` ``(n, d)`` and ``y`` ``(n,)`` or ``(n, D)``; returns self.
+
+        ``sample_weight`` ``(n,)``: non-negative row weights, honoured by every loss term, the
+        standardisation, early stopping and the temperature fit (a row of weight 2 counts as
+        that row twice); None: all rows alike.
+
+        Sets ``models_``, ``seeds_``, ``n_epochs_``, ``best_epoch_``, ``best_val_nll_`` (one per
+        model), ``history_`` (per model, one dict per epoch: ``epoch``, the mean of every training
+        loss term, ``ess_fraction`` for EBM methods, ``val_nll`` with a validation part) and
+        ``interval_scores_`` (conformal scores, or None).
+        """
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
         name = type(self).__name__
         if X.shape[0] < 2:
             raise ValueError(f"{name} needs at least 2 samples to fit, got {X.shape[0]} sample")
+        weight = None
+        if sample_weight is not None:
+            weight = _check_sample_weight(sample_weight, X, dtype=np.float64, ensure_non_negative=True)
+            if not weight.any():
+                raise ValueError(f"{name}: sample_weight is zero for every row; there is nothing to learn from")
         Y = y.reshape(len(y), -1)
         constant = [j for j in range(Y.shape[1]) if np.ptp(Y[:, j]) == 0]
         if constant:
             raise ValueError(f"{name}: target column(s) {constant} are constant; there is no distribution to learn")
+        transform = target_transform(self.target_transform, self.target_bounds)
+        if transform is not None:
+            if Y.shape[1] != 1:
+                raise ValueError(f"{name}: target_transform needs one target column, got {Y.shape[1]}")
+            outside = np.flatnonzero(~transform.inside(Y[:, 0]))
+            if len(outside):
+                raise ValueError(f"{name}: target_transform={self.target_transform!r} needs {transform.support()}; "
+                                 f"row {outside[0]} has y = {Y[outside[0], 0]:g} ({len(outside)} rows outside)")
+            Y = transform.forward(torch.as_tensor(Y)).numpy()
         _check_float32_range(name, "feature", X)
         _check_float32_range(name, "target", Y)
         _warn_on_repeated_targets(name, Y)
         rng = check_random_state(self.random_state)
         seeds = [int(rng.randint(np.iinfo(np.int32).max)) for _ in range(self._ensemble_size(len(X)))]
+        calibration = None
+        if self.interval_calibration == "conformal":  # rows no model trains on, for the conformal scores
+            calibration, kept = self._conformal_split(len(X), seeds[0])
+            X_all, y_all = X, y
+            X, Y = X[kept], Y[kept]
+            weight = None if weight is None else weight[kept]
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
+        tensors.append(None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
         model_cfg = self._model_config(X.shape[1], Y.shape[1])
         start = time.perf_counter()
         results = [self._fit_model(model_cfg, *tensors, seed, len(seeds), f"member {i}/{len(seeds)}" * (len(seeds) > 1))
@@ -242,20 +292,58 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.n_epochs_ = [r.module.current_epoch for _, r in results]
         self.best_epoch_ = [r.best_epoch for _, r in results]
         self.best_val_nll_ = [r.best_val_nll for _, r in results]
+        self.history_ = [r.module.history for _, r in results]
         self.train_seconds_ = time.perf_counter() - start
+        self.interval_scores_ = None
+        if calibration is not None:
+            self.calibrate_intervals(X_all[calibration], y_all[calibration])
         return self
 
-    def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, seed: int,
+    def _conformal_split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """Calibration rows (``validation_fraction`` of them, at least 1) and the rows left to train on."""
+        n_cal = max(1, int(math.floor(self.validation_fraction * n)))
+        if n - n_cal < 2:
+            raise ValueError(f"{type(self).__name__}: interval_calibration='conformal' needs more than {n} rows")
+        order = np.random.RandomState(seed + 1).permutation(n)
+        return np.sort(order[:n_cal]), np.sort(order[n_cal:])
+
+    def calibrate_intervals(self, X: Any, y: Any) -> _ProbabilisticRegressor:
+        """Split-conformal calibration of :meth:`predict_interval` on rows no model was trained on.
+
+        Keeps the scores ``|F(y_i|x_i) - 1/2|`` (F: the predictive CDF) of these rows; an
+        interval of coverage c is then ``[F^-1(1/2 - s), F^-1(1/2 + s)]`` with s the
+        ``ceil((n + 1) c)``-th smallest score (conformalised distributional regression: the
+        predictive's own quantiles, widened or narrowed in probability). If the rows and the
+        later ones are exchangeable, the interval covers with probability at least c, whatever
+        the model. Every row counts alike, also after a weighted fit. Returns self.
+        """
+        dist = self.predict_dist(X)
+        if dist.target_dim != 1 or not self.squeeze_:
+            raise ValueError("conformal intervals need an estimator fitted on a one-dimensional y of shape (n,)")
+        y = np.asarray(y, dtype=np.float64)
+        if y.shape != (len(dist),) or not np.isfinite(y).all():
+            raise ValueError(f"y must be finite, shape ({len(dist)},), got {y.shape}")
+        self.interval_scores_ = np.sort(np.abs(dist.cdf(y) - 0.5)).tolist()
+        return self
+
+    def _conformal_halfwidth(self, coverage: float) -> float:
+        """The ``ceil((n + 1) c)``-th smallest score; 1/2 (the whole support) when n is too small."""
+        scores = self.interval_scores_
+        rank = math.ceil((len(scores) + 1) * coverage - 1e-9)
+        return 0.5 if rank > len(scores) else scores[rank - 1]
+
+    def _fit_model(self, model_cfg: ModelConfig, X: torch.Tensor, Y: torch.Tensor, W: torch.Tensor | None, seed: int,
                    ensemble_size: int, label: str = "") -> tuple[Any, Any]:
         """Train one model of ``ensemble_size`` from ``seed`` (its validation part and initial
-        weights) on ``X`` ``(n, d)``, ``Y`` ``(n, D)``; returns the model and the engine's
-        ``FitResult``."""
+        weights) on ``X`` ``(n, d)``, ``Y`` ``(n, D)`` with row weights ``W`` ``(n,)`` or None;
+        returns the model and the engine's ``FitResult``."""
         from .engine import fit as train
 
         train_rows, val_rows = self._split(len(X), seed)
-        x_val = y_val = None
+        x_val = y_val = w_val = None
         if val_rows is not None:
             x_val, y_val = X[val_rows], Y[val_rows]
+            w_val = None if W is None else W[val_rows]
         train_cfg = self._train_config(
             method=self._method(), epochs=self.epochs, batch_size=min(self.batch_size, len(train_rows)),
             lr=self.lr, num_samples=self.num_samples, patience=self.patience if val_rows is not None else None,
@@ -264,13 +352,15 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         device = self._torch_device()
         result = train(model_cfg, train_cfg, X[train_rows], Y[train_rows], x_val, y_val, progress=self.verbose,
                        label=label, log_dir=self._member_log_dir(label),
+                       sample_weight=None if W is None else W[train_rows], val_weight=w_val,
                        accelerator=device.type if device.type != "cuda" else "gpu",
                        devices=[device.index or 0] if device.type == "cuda" else 1)
         module = result.module.to(device)
         model = module.test_model()
         model.requires_grad_(False)
         if x_val is not None:
-            self._calibrate(model, x_val.to(device), y_val.to(device), seed, ensemble_size)
+            self._calibrate(model, x_val.to(device), y_val.to(device), None if w_val is None else w_val.to(device), seed,
+                            ensemble_size)
         return model, result
 
     def _member_log_dir(self, label: str) -> Path | None:
@@ -279,7 +369,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             return None
         return Path(self.log_dir) / label.split("/")[0].replace(" ", "") if label else Path(self.log_dir)
 
-    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, w_val: torch.Tensor | None, seed: int,
+                   ensemble_size: int) -> None:
         """Adjust a fitted model of an ensemble of ``ensemble_size`` on its validation part
         (nothing by default)."""
 
@@ -299,7 +390,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             "estimator": type(self).__name__,
             "params": params,
             "model_config": self.model_config_.to_dict(),
-            "fitted": {k: getattr(self, k) for k in model_file.FITTED},
+            "fitted": {**{k: getattr(self, k) for k in model_file.FITTED},
+                       "interval_scores_": getattr(self, "interval_scores_", None)},
             "feature_names": [str(f) for f in getattr(self, "feature_names_in_", [])] or None,
             "metrics": metrics or {},
             "table": table,
@@ -325,21 +417,39 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         X = validate_data(self, X, reset=False, dtype=np.float64)
         return torch.as_tensor(np.ascontiguousarray(X), dtype=torch.float32, device=self._torch_device())
 
-    def predict_dist(self, X: Any) -> MixturePredictive | SNISPredictive:
-        """The predictive distribution of every row of ``X`` (see :mod:`ebreg.predictive`)."""
+    def predict_dist(self, X: Any) -> PredictiveDistribution:
+        """The predictive distribution of every row of ``X``: batch shape ``(n,)``, event shape
+        ``()`` or ``(D,)`` like the ``y`` given to ``fit`` (see :mod:`ebreg.predictive`), in the
+        original units of ``y`` (through ``target_transform`` where one is set)."""
+        dist = self._predict_dist(self._x(X))
+        transform = target_transform(self.target_transform, self.target_bounds)
+        return dist if transform is None else TransformedPredictive(dist, transform)
+
+    def _predict_dist(self, x: torch.Tensor) -> PredictiveDistribution:
+        """The models' own predictive distribution of the rows ``x``."""
         raise NotImplementedError
 
     def predict(self, X: Any) -> np.ndarray:
         """Predictive mean, ``(n,)`` or ``(n, D)`` like the ``y`` given to ``fit``."""
-        return self.predict_dist(X).mean
+        return self.predict_dist(X).mean()
 
     def predict_interval(self, X: Any, coverage: float = 0.9) -> Any:
-        """The central interval holding ``coverage`` of each row's predictive mass (one target).
+        """The central interval holding ``coverage`` of each row's predictive mass (one target);
+        after :meth:`calibrate_intervals` (or with ``interval_calibration="conformal"``), the
+        conformal interval of that coverage.
 
         Returns ``(n, 2)`` (lower, upper), or a pandas DataFrame with columns ``lower`` and
         ``upper`` indexed like ``X`` when ``X`` is a DataFrame.
         """
-        low, high = self.predict_dist(X).interval(coverage)
+        dist = self.predict_dist(X)
+        if getattr(self, "interval_scores_", None):
+            half = self._conformal_halfwidth(_check_coverage(coverage))
+            if half < 0.5:
+                low, high = dist.ppf([[0.5 - half], [0.5 + half]])
+            else:  # too few calibration rows for this coverage: the whole line
+                low, high = np.full(len(dist), -np.inf), np.full(len(dist), np.inf)
+        else:
+            low, high = dist.interval(coverage)
         return _like_rows(X, np.stack([low, high], 1), ["lower", "upper"])
 
     def predict_quantiles(self, X: Any, alpha: float | list[float] = (0.1, 0.5, 0.9)) -> Any:
@@ -349,16 +459,17 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         ``X`` when ``X`` is a DataFrame.
         """
         levels = [float(a) for a in np.atleast_1d(alpha)]
-        return _like_rows(X, self.predict_dist(X).quantile(levels), levels)
+        dist = self.predict_dist(X)
+        return _like_rows(X, dist.ppf(np.reshape(levels, (-1, 1))).T, levels)
 
     def log_likelihood(self, X: Any, y: Any) -> np.ndarray:
         """``log p(y_i | x_i)`` per row ``(n,)`` in original units."""
         dist = self.predict_dist(X)
-        n = dist.x.shape[0] if isinstance(dist, SNISPredictive) else dist.mixture.loc.shape[0]
+        n = len(dist)
         y = np.asarray(y, dtype=np.float64)
-        if y.shape[0] != n or not np.isfinite(y).all():
+        if y.shape[:1] != (n,) or not np.isfinite(y).all():
             raise ValueError(f"y must be finite with one row per row of X ({n}), got shape {y.shape}")
-        return dist.log_prob(y)
+        return dist.logpdf(y)
 
 
 class EBMRegressor(_ProbabilisticRegressor):
@@ -399,6 +510,15 @@ class EBMRegressor(_ProbabilisticRegressor):
             seed) and the EBM as a learned correction of it, ``f(x, y) = g(x, y) + sg[log q(y|x)]``
             with g trained by NCE and starting at zero (``docs/methods.md``). Needs
             ``method="joint_nce"`` (the default).
+        target_transform: ``"log"`` for targets ``y > 0`` (prices, counts of time), ``"logit"`` for
+            targets between ``target_bounds`` (proportions; default (0, 1)): the models learn the
+            transformed target and every prediction (densities with the Jacobian, so NLLs are in
+            original units; quantiles, intervals, draws) stays on the support. None: y as is.
+        target_bounds: ``(low, high)`` for ``target_transform="logit"``.
+        interval_calibration: ``"conformal"``: hold out ``validation_fraction`` of the rows from
+            every model and calibrate :meth:`predict_interval` on them
+            (:meth:`calibrate_intervals`: coverage at least the nominal level, in finite samples,
+            for exchangeable rows). None: intervals are the predictive's own.
     """
 
     _methods = get_args(JointMethod)
@@ -423,10 +543,13 @@ class EBMRegressor(_ProbabilisticRegressor):
         calibrate: bool | str = "auto",
         refine_mdn: bool = False,
         log_dir: str | None = None,
+        target_transform: str | None = None,
+        target_bounds: tuple[float, float] | None = None,
+        interval_calibration: str | None = None,
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
                          batch_size, lr, validation_fraction, patience, device, random_state, verbose,
-                         ensemble_size, log_dir)
+                         ensemble_size, log_dir, target_transform, target_bounds, interval_calibration)
         self.calibrate = calibrate
         self.refine_mdn = refine_mdn
 
@@ -450,11 +573,12 @@ class EBMRegressor(_ProbabilisticRegressor):
             settings.update(REFINE_MDN_TRAIN)
         return super()._train_config(**settings)
 
-    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, seed: int, ensemble_size: int) -> None:
+    def _calibrate(self, model: Any, x_val: torch.Tensor, y_val: torch.Tensor, w_val: torch.Tensor | None, seed: int,
+                   ensemble_size: int) -> None:
         auto = isinstance(self.calibrate, str)
         if (auto and ensemble_size == 1) or (not auto and self.calibrate):
             gen = torch.Generator(device=x_val.device).manual_seed(seed)
-            model.temperature.fill_(fit_temperature(model, x_val, y_val, self.predict_samples, gen))
+            model.temperature.fill_(fit_temperature(model, x_val, y_val, self.predict_samples, gen, weight=w_val))
 
     def _network(self, config: ModelConfig) -> torch.nn.Module:
         return ConditionalEBM.from_config(config, with_proposal=True)
@@ -465,10 +589,9 @@ class EBMRegressor(_ProbabilisticRegressor):
         check_is_fitted(self)
         return [float(m.temperature) for m in self.models_]
 
-    def predict_dist(self, X: Any) -> SNISPredictive:
+    def _predict_dist(self, x: torch.Tensor) -> SNISPredictive:
         """SNIS predictions with the learned proposals (M = ``predict_samples`` per model,
         common noise)."""
-        x = self._x(X)
         return SNISPredictive(self.models_, x, self.predict_samples, self.seeds_[0], self.squeeze_)
 
 
@@ -488,9 +611,8 @@ class MDNRegressor(_ProbabilisticRegressor):
     def _network(self, config: ModelConfig) -> torch.nn.Module:
         return MixtureDensityNetwork.from_config(config)
 
-    def predict_dist(self, X: Any) -> MixturePredictive:
+    def _predict_dist(self, x: torch.Tensor) -> MixturePredictive:
         """The exact mixture of every row (of every model's mixture, for an ensemble)."""
-        x = self._x(X)
         with torch.no_grad():
             return MixturePredictive(pool_mixtures([model(x) for model in self.models_]), self.squeeze_)
 
@@ -530,6 +652,11 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
     estimator.model_config_ = config
     for key, value in fitted.items():
         setattr(estimator, key, value)
+    scores = meta["fitted"].get("interval_scores_")
+    if scores is not None and not (isinstance(scores, list) and all(isinstance(v, (int, float)) and 0 <= v <= 0.5
+                                                                     for v in scores)):
+        raise model_file.ModelFileError(f"{meta_file}: interval_scores_ must be a list of numbers in [0, 0.5]")
+    estimator.interval_scores_ = scores
     if meta.get("feature_names"):
         estimator.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     estimator.metrics_ = meta.get("metrics", {})

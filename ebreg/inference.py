@@ -25,6 +25,7 @@ __all__ = [
     "map_chunks",
     "predict_mean",
     "log_density",
+    "marginal_log_density",
     "log_likelihood",
     "sample",
     "refine",
@@ -151,15 +152,18 @@ class WeightedSamples:
     def quantile(self, q: float | Sequence[float] | Tensor) -> Tensor:
         """Quantiles of the weighted empirical distribution (D = 1).
 
-        ``q`` a float -> ``(n,)``; ``q`` of shape ``(L,)`` -> ``(L, n)``. The quantile is the
-        smallest sample whose cumulative weight reaches ``q``.
+        ``q`` a float -> ``(n,)``; ``q`` of shape ``(L,)``, or ``(L, n)`` for levels per row, ->
+        ``(L, n)``. The quantile is the smallest sample whose cumulative weight reaches ``q``.
         """
         values, w = self._sorted_1d()  # (n, E * M)
         levels = torch.as_tensor(q, dtype=values.dtype, device=values.device)
         if ((levels < 0) | (levels > 1)).any():
             raise ValueError(f"quantile levels must lie in [0, 1], got {q}")
         cum = w.cumsum(1)
-        lv = levels.reshape(1, -1).expand(cum.shape[0], -1).contiguous()  # (n, L)
+        if levels.dim() == 2:  # (L, n): each row its own levels
+            lv = levels.T.contiguous()
+        else:
+            lv = levels.reshape(1, -1).expand(cum.shape[0], -1).contiguous()  # (n, L)
         idx = torch.searchsorted(cum, lv).clamp_(max=values.shape[1] - 1)  # (n, L)
         out = values.gather(1, idx).T  # (L, n)
         return out.squeeze(0) if levels.dim() == 0 else out
@@ -171,9 +175,19 @@ class WeightedSamples:
         low, high = self.quantile([(1 - level) / 2, (1 + level) / 2])
         return low, high
 
-    def resample(self, k: int, generator: torch.Generator | None = None) -> Tensor:
-        """Sampling-importance-resampling: ``k`` draws ``(k, n, D)`` with probabilities w."""
-        idx = torch.multinomial(self.weights().T, k, replacement=True, generator=generator).T
+    def resample(self, k: int, generator: torch.Generator | None = None, uniforms: Tensor | None = None) -> Tensor:
+        """Sampling-importance-resampling: ``k`` draws ``(k, n, D)`` with probabilities w.
+
+        ``uniforms`` ``(n, k)`` in [0, 1): pick by inverting each row's cumulative weights at these
+        instead of drawing (rows then get their own draws however they are chunked).
+        """
+        w = self.weights().T  # (n, E * M)
+        if uniforms is None:
+            idx = torch.multinomial(w, k, replacement=True, generator=generator).T
+        else:
+            cum = w.cumsum(1)
+            idx = torch.searchsorted(cum, (uniforms * cum[:, -1:]).contiguous(), right=True)
+            idx = idx.clamp_(max=w.shape[1] - 1).T
         d = self.samples.shape[-1]
         return self.samples.gather(0, idx.unsqueeze(-1).expand(k, idx.shape[1], d))
 
@@ -287,6 +301,38 @@ def log_density(model: Models, x: Tensor, y: Tensor, ws: WeightedSamples) -> Ten
     f_all, log_q_all = torch.stack(f), torch.stack(log_q)  # (E, n)
     log_z = ws.log_normalizer(f_all - log_q_all).view_as(f_all)
     return torch.logsumexp(f_all - log_z, 0) - math.log(len(f_all))
+
+
+@torch.no_grad()
+def marginal_log_density(model: Models, x: Tensor, y: Tensor, target: int, ws: WeightedSamples,
+                         generator: torch.Generator | None = None) -> Tensor:
+    """``log p(y_j|x)`` ``(n,)`` of target ``j = target`` alone, ``y`` ``(n,)`` or ``(n, 1)``, from
+    the weighted samples ``ws`` of ``x`` (their ``log Z``) and M more draws per row.
+
+    With the proposal ``q = q_j(y_j) q(y_rest|y_j)`` (for a diagonal Gaussian mixture the
+    conditional is the mixture reweighed by each component's density at ``y_j``),
+    ``p(y_j) = ∫ exp f(y_j, y_rest) dy_rest / Z = q_j(y_j) E_{q(y_rest|y_j)}[w] / Z`` with the
+    importance weight ``w = exp f / q`` of the joint point: both expectations are estimated by
+    sample means, each member with its own proposal and ``Z`` (an ensemble averages densities).
+    """
+    y = as_targets(y)[:, 0]
+    num = ws.num_samples
+    log_p = []
+    for ebm, log_z in zip(members(model), ws.log_normalizer().view(ws.members, -1)):
+        h = ebm.features(x)
+        q = ebm.proposal_distribution(h)
+        logits, loc, scale = q.mixture_distribution.logits, q.loc, q.scale  # (n, K), (n, K, D)
+        joint = logits + torch.distributions.Normal(loc[..., target], scale[..., target]).log_prob(y[:, None])
+        log_qj = torch.logsumexp(joint, -1)  # (n,)
+        component = torch.multinomial(torch.softmax(joint, -1), num, replacement=True, generator=generator)  # (n, M)
+        pick = component.unsqueeze(-1).expand(-1, -1, loc.shape[-1])
+        noise = torch.randn(pick.shape, generator=generator, device=x.device, dtype=loc.dtype)
+        ys = (loc.gather(1, pick) + scale.gather(1, pick) * noise).transpose(0, 1).clone()  # (M, n, D)
+        ys[..., target] = y
+        log_q = q.log_prob(ys)
+        log_w = ebm.log_unnormalized(None, ys, h=h, proposal_log_prob=log_q) - log_q  # (M, n)
+        log_p.append(log_qj + torch.logsumexp(log_w, 0) - math.log(num) - log_z)
+    return torch.logsumexp(torch.stack(log_p), 0) - math.log(len(log_p))
 
 
 def log_likelihood(

@@ -22,13 +22,19 @@ class AffineScaling(nn.Module):
         self.register_buffer("scale", torch.ones(dim))
 
     @torch.no_grad()
-    def fit_(self, data: Tensor) -> AffineScaling:
+    def fit_(self, data: Tensor, weight: Tensor | None = None) -> AffineScaling:
         """Set loc and scale to the column means and population standard deviations of
-        ``data`` ``(n, dim)``; a constant column keeps scale 1."""
+        ``data`` ``(n, dim)``, rows weighed by ``weight`` ``(n,)`` where given; a constant
+        column keeps scale 1."""
         if data.shape[0] == 0:
             raise ValueError("cannot standardise with no rows")
-        std = data.std(0, unbiased=False)
-        self.loc.copy_(data.mean(0))
+        if weight is None:
+            mean, std = data.mean(0), data.std(0, unbiased=False)
+        else:
+            w = (weight / weight.sum()).unsqueeze(-1)
+            mean = (w * data).sum(0)
+            std = (w * (data - mean) ** 2).sum(0).sqrt()
+        self.loc.copy_(mean)
         self.scale.copy_(torch.where(std > 0, std, torch.ones_like(std)))
         return self
 

@@ -42,7 +42,7 @@ def main() -> None:
         mae = np.abs(est.predict(x_test) - y_test).mean(0)
         print(f"{type(est).__name__}: test NLL {nll:.3f}; MAE of the mean (yaw, pitch, roll) "
               f"{mae[0]:.1f}, {mae[1]:.1f}, {mae[2]:.1f} degrees (the yaw's mean sits between its two modes)")
-        draws = est.predict_dist(x_test[:1]).sample(200, seed=0)[0]  # (200, 3)
+        draws = est.predict_dist(x_test[:1]).sample(200, random_state=0)[:, 0]  # (200, 3)
         print(f"  row 0, true yaw {y_test[0, 0]:+.1f}: share of sampled yaws > 0: {np.mean(draws[:, 0] > 0):.2f}")
 
 

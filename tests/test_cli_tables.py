@@ -356,20 +356,25 @@ def test_inputs_and_other_tools_files_survive_every_output_path(work: Path, caps
     assert link.is_symlink() and (work / "model" / "model.json").exists()
 
 
-def test_a_two_dimensional_model_refuses_intervals_instead_of_dropping_them(work: Path,
-                                                                           capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_two_dimensional_model_predicts_each_targets_marginal_interval_and_quantiles(
+        work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from ebreg import load
+
     frame = _frame().assign(y2=lambda f: f["y"] + 0.1 * f["z"])
     frame.to_csv(work / "two.csv", index=False)
     fit = ["fit", work / "two.csv", "--target", "y,y2", "--features", "x,z", "--epochs", "1", "--method", "mdn",
            "--no-progress", "--out", work / "two_model"]
     assert ebreg_here(*fit, capsys=capsys)[0] == 0
-    status, stderr = ebreg_here("predict", work / "two_model", work / "two.csv", "--out", work / "two.pred.csv",
-                                "--interval", "0.8", capsys=capsys)
-    assert status == 2 and "intervals and quantiles are for one target column; this model predicts 2 (y, y2)" in stderr
-    assert not (work / "two.pred.csv").exists()
-    assert ebreg_here("predict", work / "two_model", work / "two.csv", "--out", work / "two.pred.csv",
-                      capsys=capsys)[0] == 0  # by default: means and spreads, no interval
-    assert {"y_mean", "y2_stddev"} <= set(pd.read_csv(work / "two.pred.csv").columns)
+    status, _ = ebreg_here("predict", work / "two_model", work / "two.csv", "--out", work / "two.pred.csv",
+                           "--interval", "0.8", "--quantiles", "0.5", capsys=capsys)
+    assert status == 0
+    pred = pd.read_csv(work / "two.pred.csv")
+    marginal = load(work / "two_model").predict_dist(frame[["x", "z"]].to_numpy()).marginal(1)
+    low, high = marginal.interval(0.8)
+    np.testing.assert_allclose(pred["y2_low80"], low, rtol=1e-6)
+    np.testing.assert_allclose(pred["y2_high80"], high, rtol=1e-6)
+    np.testing.assert_allclose(pred["y2_q0.5"], marginal.median(), rtol=1e-6)
+    assert {"y_low80", "y_high80", "y_q0.5", "y_mean", "y2_stddev"} <= set(pred.columns)
 
 
 @pytest.mark.parametrize("mask, file_mode, folder_mode", [(0o022, 0o644, 0o755), (0o077, 0o600, 0o700)])

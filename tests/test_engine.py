@@ -210,7 +210,7 @@ def test_batched_row_loader_gives_the_batches_of_a_plain_loader() -> None:
 
     x, y = torch.randn(70, 3), torch.randn(70, 1)
     plain = DataLoader(TensorDataset(x, y), batch_size=32, shuffle=True, generator=torch.Generator().manual_seed(5))
-    batched = list(_loader(x, y, 32, True, 5))
+    batched = list(_loader(x, y, None, 32, True, 5))
     assert len(batched) == 3
     for (xa, ya), (xb, yb) in zip(plain, batched):
         assert torch.equal(xa, xb) and torch.equal(ya, yb)

@@ -27,6 +27,10 @@ EXPECTED_FAILURES = {
         "~1e-7; whether that reaches a prediction depends on the trained weights. Predictions of a row "
         "do not otherwise depend on the other rows (for EBMs the same proposal draws, see "
         "test_predictions_do_not_depend_on_batching)"),
+    "check_sample_weight_equivalence_on_dense_data": (
+        "the check wants a fit with integer weights to predict exactly (rtol 1e-7) as a fit on the rows "
+        "repeated that often; minibatch training sees other batches and another validation part in the "
+        "two, so the fits agree in distribution (test_integer_weights_match_repeated_rows_in_distribution)"),
 }
 
 
@@ -66,38 +70,38 @@ def fitted() -> dict[str, object]:
 def test_prediction_shapes_follow_the_fitted_y(fitted, name: str) -> None:  # noqa: ANN001
     est, X = fitted[name], fitted["X"][:7]
     dist = est.predict_dist(X)
-    assert est.predict(X).shape == (7,) and dist.stddev.shape == (7,)
-    assert dist.quantile(0.5).shape == (7,) and dist.quantile([0.1, 0.5, 0.9]).shape == (7, 3)
-    assert dist.sample(5, seed=1).shape == (7, 5)
+    assert est.predict(X).shape == (7,) and dist.std().shape == (7,)
+    assert dist.ppf(0.5).shape == (7,) and dist.ppf([[0.1], [0.5], [0.9]]).shape == (3, 7)
+    assert dist.sample(5, random_state=1).shape == (5, 7)
     low, high = dist.interval(0.9)
-    assert (low < dist.mean).all() and (dist.mean < high).all()
+    assert (low < dist.mean()).all() and (dist.mean() < high).all()
     assert est.log_likelihood(X, fitted["y"][:7]).shape == (7,)
     with pytest.raises(ValueError, match="one row per row of X"):
         est.log_likelihood(X, fitted["y"][:6])
     with pytest.raises(ValueError, match="quantile levels"):
-        dist.quantile(1.5)
+        dist.ppf(1.5)
 
 
 @pytest.mark.parametrize("name", ["ebm", "mdn"])
 def test_cdf_and_quantile_are_inverse(fitted, name: str) -> None:  # noqa: ANN001
     dist = fitted[name].predict_dist(fitted["X"][:20])
     levels = [0.05, 0.25, 0.5, 0.75, 0.95]
-    q = dist.quantile(levels)
+    q = dist.ppf(np.reshape(levels, (-1, 1)))  # (5, 20)
     for j, level in enumerate(levels):
         if name == "mdn":
-            assert np.abs(dist.cdf(q[:, j]) - level).max() < 1e-6
+            assert np.abs(dist.cdf(q[j]) - level).max() < 1e-6
         else:  # a step function: the quantile is the first sample whose cumulative weight reaches q
-            assert (dist.cdf(q[:, j]) >= level - 1e-6).all()
-            assert (dist.cdf(q[:, j] - 1e-4) < level).all()
+            assert (dist.cdf(q[j]) >= level - 1e-6).all()
+            assert (dist.cdf(q[j] - 1e-4) < level).all()
+    assert np.array_equal(dist.cdf(q), np.stack([dist.cdf(row) for row in q]))  # levels first, broadcast
 
 
 @pytest.mark.parametrize("name", ["ebm", "mdn"])
 def test_predictive_density_integrates_to_one(fitted, name: str) -> None:  # noqa: ANN001
     X = fitted["X"][:3]
     grid = np.linspace(-8, 8, 2001)
-    dist = fitted[name].predict_dist(np.repeat(X, len(grid), 0))
-    density = np.exp(dist.log_prob(np.tile(grid, 3))).reshape(3, -1)
-    mass = integrate.trapezoid(density, grid, axis=1)
+    density = fitted[name].predict_dist(X).pdf(grid[:, None])  # (2001, 3): the grid broadcast over the rows
+    mass = integrate.trapezoid(density, grid, axis=0)
     # exact for the MDN; the EBM's log Z is an SNIS estimate with M = 64 (biased low)
     assert np.allclose(mass, 1, atol=1e-3 if name == "mdn" else 0.05), mass
 
@@ -105,7 +109,7 @@ def test_predictive_density_integrates_to_one(fitted, name: str) -> None:  # noq
 def test_mdn_crps_matches_sampling(fitted) -> None:  # noqa: ANN001
     from ebreg.metrics import crps_ensemble
     dist, y = fitted["mdn"].predict_dist(fitted["X"][:50]), fitted["y"][:50]
-    draws = torch.as_tensor(dist.sample(20_000, seed=0).T)
+    draws = torch.as_tensor(dist.sample(20_000, random_state=0))
     mc = crps_ensemble(torch.as_tensor(y), draws).numpy()
     assert np.allclose(dist.crps(y), mc, atol=0.01)
 
@@ -115,10 +119,10 @@ def test_multi_output_targets(cls) -> None:  # noqa: ANN001
     X, Y = _data(200, d_out=2)
     est = cls(**SMALL, random_state=0).fit(X, Y)
     assert est.predict(X[:5]).shape == (5, 2)
-    assert est.predict_dist(X[:5]).sample(3, seed=0).shape == (5, 3, 2)
+    assert est.predict_dist(X[:5]).sample(3, random_state=0).shape == (3, 5, 2)
     assert est.log_likelihood(X[:5], Y[:5]).shape == (5,)
-    with pytest.raises(ValueError, match="one-dimensional targets"):
-        est.predict_dist(X[:5]).quantile(0.5)
+    with pytest.raises(ValueError, match="needs a one-dimensional target; this distribution has 2: ask marginal"):
+        est.predict_dist(X[:5]).ppf(0.5)
 
 
 def test_seeded_fits_repeat_and_leave_the_global_rng_alone() -> None:
@@ -219,10 +223,10 @@ def test_cached_and_streamed_predictions_agree(fitted, monkeypatch) -> None:  # 
 
     X = fitted["X"][:30]
     cached = fitted["ebm"].predict_dist(X)
-    mean, (low, high) = cached.mean, cached.interval(0.8)
+    mean, (low, high) = cached.mean(), cached.interval(0.8)
     monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
     streamed = fitted["ebm"].predict_dist(X)
-    assert np.allclose(streamed.mean, mean, atol=1e-6)
+    assert np.allclose(streamed.mean(), mean, atol=1e-6)
     assert np.allclose(streamed.interval(0.8), (low, high), atol=1e-6)
 
 
@@ -241,7 +245,8 @@ def test_cached_and_streamed_snis_agree_for_two_dimensional_targets(members: int
 
     def answers() -> list[np.ndarray]:
         dist = predictive.SNISPredictive(model, x, 128, seed=1)
-        return [dist.mean, dist.stddev, dist.ess, dist.sample(4), dist.log_prob(y)]
+        return [dist.mean(), dist.std(), dist.cov(), dist.ess(), dist.sample(4, random_state=0), dist.logpdf(y),
+                dist.marginal(1).ppf(0.3), dist.energy_score(y)]
 
     cached = answers()
     monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
@@ -311,16 +316,16 @@ def test_an_ebm_ensemble_gives_each_model_its_own_validation_part(monkeypatch) -
     forced = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3, "calibrate": True}, random_state=0).fit(X, y)
     assert 1.0 not in forced.temperatures_
     dist = est.predict_dist(X[:5])
-    assert dist.sample(7).shape == (5, 7) and dist.ess.max() <= 2 * SMALL["predict_samples"]
-    assert np.isfinite(dist.log_prob(y[:5])).all()
+    assert dist.sample(7).shape == (7, 5) and dist.ess().max() <= 2 * SMALL["predict_samples"]
+    assert np.isfinite(dist.logpdf(y[:5])).all()
     # streamed in chunks of 2 rows (2 models x M samples each) = kept in memory in one piece
-    mean, log_prob = dist.mean, dist.log_prob(y[:5])
+    mean, log_prob = dist.mean(), dist.logpdf(y[:5])
     x = torch.as_tensor(X[:5], dtype=torch.float32)
     streamed = predictive.SNISPredictive(est.models_, x, SMALL["predict_samples"], est.seeds_[0], True,
                                          max_candidates=4 * SMALL["predict_samples"])
     monkeypatch.setattr(predictive, "CACHE_CANDIDATES", 0)
-    assert np.allclose(streamed.mean, mean, atol=1e-6)
-    assert np.allclose(streamed.log_prob(y[:5]), log_prob, atol=1e-5)
+    assert np.allclose(streamed.mean(), mean, atol=1e-6)
+    assert np.allclose(streamed.logpdf(y[:5]), log_prob, atol=1e-5)
 
 
 def test_calibration_fits_a_temperature_on_the_validation_part() -> None:
@@ -382,8 +387,8 @@ def test_an_ebm_refining_an_mdn_holds_the_mdn_the_regressor_would_train(tmp_path
         torch.testing.assert_close(a, b)
     # its density is the MDN's times a learnt correction: a finite, normalised, different one
     dist = refined.predict_dist(X[:20])
-    assert np.isfinite(dist.log_prob(y[:20])).all()
-    assert not np.allclose(dist.log_prob(y[:20]), mdn.log_likelihood(X[:20], y[:20]))
+    assert np.isfinite(dist.logpdf(y[:20])).all()
+    assert not np.allclose(dist.logpdf(y[:20]), mdn.log_likelihood(X[:20], y[:20]))
     again = ebreg.load(refined.save(tmp_path / "model"))
     assert again.refine_mdn and again.models_[0].residual_energy
     assert np.allclose(again.log_likelihood(X[:20], y[:20]), refined.log_likelihood(X[:20], y[:20]))
@@ -440,13 +445,13 @@ def test_scorers_work_in_model_selection_and_agree_with_closed_forms() -> None:
     assert np.isfinite(search.cv_results_["mean_test_nll"]).all() and search.best_params_["components"] in (1, 2)
     gaussian = MDNRegressor(**{**SMALL, "components": 1}, random_state=0).fit(X, y)
     dist = gaussian.predict_dist(X)
-    z = (y - dist.mean) / dist.stddev
-    crps = dist.stddev * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
+    z = (y - dist.mean()) / dist.std()
+    crps = dist.std() * (z * (2 * stats.norm.cdf(z) - 1) + 2 * stats.norm.pdf(z) - 1 / np.sqrt(np.pi))
     assert ebreg.scorers.neg_crps(gaussian, X, y) == pytest.approx(-crps.mean(), rel=1e-5)
     assert ebreg.scorers.neg_nll(gaussian, X, y) == pytest.approx(
-        stats.norm.logpdf(y, dist.mean, dist.stddev).mean(), rel=1e-5)
+        stats.norm.logpdf(y, dist.mean(), dist.std()).mean(), rel=1e-5)
     pipe = Pipeline([("scale", StandardScaler()), ("mdn", MDNRegressor(**SMALL, random_state=0))]).fit(X * 50, y)
-    assert np.allclose(ebreg.scorers.pipeline_dist(pipe, X * 50).mean, pipe.predict(X * 50))
+    assert np.allclose(ebreg.scorers.pipeline_dist(pipe, X * 50).mean(), pipe.predict(X * 50))
     assert ebreg.scorers.neg_nll(pipe, X * 50, y) == pytest.approx(
         pipe[-1].log_likelihood(pipe[0].transform(X * 50), y).mean())
 
@@ -462,5 +467,132 @@ def test_interval_and_quantile_predictions_follow_the_rows_of_a_data_frame() -> 
     assert list(interval.index) == [10, 11, 12, 13, 14] and list(interval.columns) == ["lower", "upper"]
     assert np.allclose(interval["lower"], low) and np.allclose(interval["upper"], high)
     quantiles = est.predict_quantiles(X[:5], alpha=[0.1, 0.5])
-    assert quantiles.shape == (5, 2) and np.allclose(quantiles, est.predict_dist(X[:5]).quantile([0.1, 0.5]))
+    assert quantiles.shape == (5, 2) and np.allclose(quantiles, est.predict_dist(X[:5]).ppf([[0.1], [0.5]]).T)
     assert list(est.predict_quantiles(frame, alpha=0.5).columns) == [0.5]
+
+
+def test_integer_weights_match_repeated_rows_in_distribution() -> None:
+    # rows above the line weigh 3, those below 1: the weighted conditional's mean sits
+    # sigma * sqrt(2 / pi) / 2 = 0.40 above the line, which an unweighted fit does not see
+    rng = np.random.default_rng(0)
+    X = rng.uniform(-1, 1, (400, 1))
+    y = X[:, 0] + rng.standard_normal(400)
+    weight = np.where(y > X[:, 0], 3, 1)
+    grid = np.linspace(-0.8, 0.8, 9)[:, None]
+    params = {**SMALL, "components": 1, "epochs": 25, "batch_size": 64, "patience": None}
+    weighted = MDNRegressor(**params, random_state=0).fit(X, y, sample_weight=weight)
+    repeated = MDNRegressor(**params, random_state=0).fit(np.repeat(X, weight, 0), np.repeat(y, weight))
+    plain = MDNRegressor(**params, random_state=0).fit(X, y)
+    shift = {name: float(np.mean(est.predict(grid) - grid[:, 0]))
+             for name, est in [("weighted", weighted), ("repeated", repeated), ("plain", plain)]}
+    assert abs(shift["weighted"] - shift["repeated"]) < 0.1 and abs(shift["weighted"] - 0.40) < 0.12, shift
+    assert abs(shift["plain"]) < 0.12, shift
+    # the same for the spread: a 3:1 half-normal mixture has std 0.92, below the plain fit's 1
+    spread = [float(np.mean(est.predict_dist(grid).std())) for est in (weighted, repeated)]
+    assert abs(spread[0] - spread[1]) < 0.08, spread
+    # all weights equal: exactly the unweighted fit
+    assert np.array_equal(MDNRegressor(**params, random_state=0).fit(X, y, sample_weight=np.full(400, 2.0)).predict(grid),
+                          plain.predict(grid))
+
+
+def test_an_ebm_honours_sample_weight_and_refuses_bad_weights() -> None:
+    X, y = _data(200)
+    weight = np.where(np.arange(200) % 2 == 0, 4.0, 0.0)  # the odd rows count for nothing
+    params = {**SMALL, "epochs": 5, "patience": None}
+    est = EBMRegressor(**params, random_state=0).fit(X, y, sample_weight=weight)
+    assert np.isfinite(est.predict(X[:5])).all()
+    for bad, message in [(-weight, "Negative values"), (np.zeros(200), "zero for every row"), (weight[:10], r"expected \(200,\)"),
+                         (np.full(200, np.nan), "NaN")]:
+        with pytest.raises(ValueError, match=message):
+            EBMRegressor(**params).fit(X, y, sample_weight=bad)
+
+
+def test_weighted_losses_and_standardisation_by_hand() -> None:
+    from ebreg.engine import _mean
+    from ebreg.scaling import AffineScaling
+
+    losses, weight = torch.tensor([1.0, 2.0, 4.0]), torch.tensor([2.0, 0.0, 1.0])
+    assert float(_mean(losses, [weight / weight.mean()])) == pytest.approx((2 * 1 + 4) / 3)
+    data = torch.tensor([[0.0], [10.0], [3.0]])
+    scaling = AffineScaling(1).fit_(data, weight)
+    repeated = AffineScaling(1).fit_(torch.tensor([[0.0], [0.0], [3.0]]))
+    assert torch.allclose(scaling.loc, repeated.loc) and torch.allclose(scaling.scale, repeated.scale)
+
+
+def test_a_price_model_keeps_its_intervals_and_density_on_the_support() -> None:
+    rng = np.random.default_rng(0)
+    X = rng.uniform(0, 2, (300, 1))
+    y = np.exp(X[:, 0] + 0.5 * rng.standard_normal(300)) * 1000
+    params = {**SMALL, "epochs": 10, "patience": None}
+    est = MDNRegressor(**params, target_transform="log", random_state=0).fit(X, y)
+    assert (est.predict_interval(X[:20])[:, 0] > 0).all() and (est.predict_dist(X[:20]).sample(50) > 0).all()
+    # the density in original units: the log-target model's density with the Jacobian 1/y
+    base = MDNRegressor(**params, random_state=0).fit(X, np.log(y))
+    np.testing.assert_allclose(est.log_likelihood(X[:20], y[:20]), base.log_likelihood(X[:20], np.log(y[:20])) - np.log(y[:20]),
+                               rtol=1e-5)
+    with pytest.raises(ValueError, match=r"target_transform='log' needs y > 0; row 3 has y = -5"):
+        MDNRegressor(**params, target_transform="log").fit(X[:10], np.where(np.arange(10) == 3, -5.0, y[:10]))
+    for kwargs, message in [({"target_transform": "sqrt"}, "must be None, 'log' or 'logit'"),
+                            ({"target_transform": "logit", "target_bounds": (2, 1)}, "low < high"),
+                            ({"target_bounds": (0, 1)}, "needs target_transform='logit'")]:
+        with pytest.raises(ValueError, match=message):
+            MDNRegressor(**params, **kwargs).fit(X[:10], y[:10] / y.max())
+
+
+def test_the_conformal_quantile_is_crepes() -> None:
+    crepes = pytest.importorskip("crepes")
+    scores = np.sort(np.random.default_rng(0).uniform(0, 0.5, 137))
+    est = MDNRegressor()
+    est.interval_scores_ = scores.tolist()
+    for coverage in (0.5, 0.8, 0.9, 0.95):
+        want = crepes.ConformalRegressor().fit(residuals=scores).predict_int(y_hat=np.zeros(1), confidence=coverage)
+        assert est._conformal_halfwidth(coverage) == pytest.approx(want[0, 1])
+    assert est._conformal_halfwidth(0.995) == 0.5  # fewer rows than that coverage needs: the whole line
+
+
+def test_conformal_intervals_cover_ninety_percent_over_200_repetitions() -> None:
+    # a model trained briefly, whose own 90 % intervals cover 0.919 here; heteroscedastic data
+    def draw(n: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
+        x = rng.uniform(-2, 2, (n, 1))
+        return x, np.sin(2 * x[:, 0]) + (0.1 + 0.4 * np.abs(x[:, 0])) * rng.standard_normal(n)
+
+    X, y = draw(400, np.random.default_rng(0))
+    est = MDNRegressor(**{**SMALL, "epochs": 3, "patience": None}, random_state=0).fit(X, y)
+    reps, n_cal, n_test = 200, 200, 500
+    x_all, y_all = draw(reps * (n_cal + n_test), np.random.default_rng(1))
+    pit = est.predict_dist(x_all).cdf(y_all).reshape(reps, n_cal + n_test)
+    # a continuous predictive's interval [F^-1(1/2 - s), F^-1(1/2 + s)] holds y iff |F(y) - 1/2| <= s
+    own, conformal = [], []
+    for k in range(reps):
+        est.interval_scores_ = np.sort(np.abs(pit[k, :n_cal] - 0.5)).tolist()
+        half = est._conformal_halfwidth(0.9)
+        conformal.append(np.mean(np.abs(pit[k, n_cal:] - 0.5) <= half))
+        own.append(np.mean(np.abs(pit[k, n_cal:] - 0.5) <= 0.45))
+    assert 0.89 <= np.mean(conformal) <= 0.91 and abs(np.mean(own) - 0.9) > 0.01, (np.mean(conformal), np.mean(own))
+    # the same through the estimator for the last repetition
+    rows = slice((reps - 1) * (n_cal + n_test), reps * (n_cal + n_test))
+    est.calibrate_intervals(x_all[rows][:n_cal], y_all[rows][:n_cal])
+    low, high = est.predict_interval(x_all[rows][n_cal:], 0.9).T
+    assert np.mean((low <= y_all[rows][n_cal:]) & (y_all[rows][n_cal:] <= high)) == pytest.approx(conformal[-1], abs=0.004)
+
+
+def test_conformal_calibration_at_fit_holds_its_rows_out_and_survives_a_round_trip(tmp_path) -> None:  # noqa: ANN001
+    import ebreg
+
+    X, y = _data(200)
+    est = EBMRegressor(**{**SMALL, "epochs": 3}, interval_calibration="conformal", random_state=0).fit(X, y)
+    assert len(est.interval_scores_) == 20 and all(0 <= s <= 0.5 for s in est.interval_scores_)
+    again = ebreg.load(est.save(tmp_path / "model"))
+    assert again.interval_scores_ == est.interval_scores_
+    np.testing.assert_array_equal(again.predict_interval(X[:5]), est.predict_interval(X[:5]))
+
+
+def test_history_holds_every_loss_term_per_member_and_epoch() -> None:
+    X, y = _data(200)
+    est = EBMRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 3, "patience": 3}, random_state=0).fit(X, y)
+    assert len(est.history_) == 2 and [len(h) for h in est.history_] == [3, 3]
+    record = est.history_[1][-1]
+    assert record["epoch"] == 3 and {"ess_fraction", "val_nll"} <= set(record) and len(record) >= 5
+    assert 0 < record["ess_fraction"] <= 1 and all(np.isfinite(v) for v in record.values())
+    for history, best in zip(est.history_, est.best_val_nll_):
+        assert min(r["val_nll"] for r in history) == pytest.approx(best, rel=1e-5)

@@ -92,7 +92,7 @@ def test_an_ensemble_round_trips(tmp_path: Path) -> None:
     est = MDNRegressor(hidden=(8,), epochs=2, ensemble_size=3, random_state=0).fit(X, X[:, 0] + 0.1 * rng.randn(80))
     again = ebreg.load(est.save(tmp_path / "ensemble"))
     assert len(again.models_) == 3 and again.seeds_ == est.seeds_ and again.best_epoch_ == est.best_epoch_
-    assert np.array_equal(again.predict_dist(X).log_prob(X[:, 0]), est.predict_dist(X).log_prob(X[:, 0]))
+    assert np.array_equal(again.predict_dist(X).logpdf(X[:, 0]), est.predict_dist(X).logpdf(X[:, 0]))
 
 
 def _fitted_folder(tmp_path: Path) -> Path:

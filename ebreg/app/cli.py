@@ -139,7 +139,7 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     pred.add_argument("data", help="table with the model's feature columns")
     pred.add_argument("--out", required=True, help="output table: .csv or .parquet")
     pred.add_argument("--interval", type=_level, default=None,
-                      help="central interval level (default: 0.9 for one target column, none for several)")
+                      help="central interval level, per target column (default: 0.9)")
     pred.add_argument("--quantiles", type=_levels, default=None, help="quantile levels, e.g. 0.1,0.5,0.9 (default: none)")
     pred.add_argument("--samples", type=_non_negative_int, default=0, help="draws per row to include (default: 0)")
     pred.add_argument("--seed", type=int, default=0, help="seed of the draws (default: 0)")

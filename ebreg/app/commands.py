@@ -99,39 +99,39 @@ def predict_table(model: str | Path, data: str | Path, out: str | Path, interval
                   seed: int = 0, device: str | None = None, unknown_categories: str = "error") -> dict[str, Any]:
     """Per row: mean, stddev, interval bounds, quantiles and samples; written beside the
     input's columns to ``out`` (CSV or Parquet). ``interval``: the central interval's level,
-    None for none, ``"auto"`` for 0.9 on a one-dimensional target and none on several (for
-    which asking for an interval or quantiles is refused). ``device``: where to predict
+    None for none, ``"auto"`` for 0.9. With several target columns, intervals and quantiles
+    are each target's own (its marginal distribution). ``device``: where to predict
     (default: the model's own). ``unknown_categories``: ``"error"`` refuses a category unseen in
     training, ``"ignore"`` encodes it as none of the known ones."""
     table_format(out, ("csv", "parquet"))
     _refuse_overlap(out, [data, model], "--out")
     est, spec = _load(model, device)
-    if interval == "auto":  # a 90 % interval where there is one target column, none for several
-        interval = 0.9 if len(spec.targets) == 1 else None
-    if (interval is not None or quantiles) and len(spec.targets) > 1:
-        raise TableError(f"intervals and quantiles are for one target column; this model predicts "
-                         f"{len(spec.targets)} ({', '.join(spec.targets)}): leave out --interval and --quantiles")
+    if interval == "auto":
+        interval = 0.9
     frame = read_table(data)
     X, _, keep = _clean(spec.feature_matrix(frame, unknown_categories), None, spec.feature_names, str(data),
                         drop_missing)
     dist = est.predict_dist(X)
     result = frame[keep].reset_index(drop=True).copy()
     columns: dict[str, np.ndarray] = {}
-    mean, std = dist.mean.reshape(len(X), -1), dist.stddev.reshape(len(X), -1)
+    one = len(spec.targets) == 1
+    found = dist.summary(interval if one else None, (quantiles or ()) if one else (), samples, random_state=seed)
+    mean, std = found["mean"].reshape(len(X), -1), found["std"].reshape(len(X), -1)
+    draws = found["samples"].reshape(samples, len(X), -1) if samples else None
     for j, t in enumerate(spec.targets):
         columns[f"{t}_mean"], columns[f"{t}_stddev"] = mean[:, j], std[:, j]
-    t0 = spec.targets[0]
-    if interval is not None:
-        low, high = dist.interval(interval)
-        pct = f"{100 * interval:g}"
-        columns[f"{t0}_low{pct}"], columns[f"{t0}_high{pct}"] = low, high
-    if quantiles:
-        q = dist.quantile(quantiles).reshape(len(X), -1)
-        columns.update({f"{t0}_q{level:g}": q[:, i] for i, level in enumerate(quantiles)})
-    if samples:
-        draws = dist.sample(samples, seed=seed).reshape(len(X), samples, -1)
+        # with several targets, each one's interval and quantiles are its marginal's
+        per_target = found if one else dist.marginal(j).summary(interval, quantiles or ())
+        if interval is not None:
+            low, high = per_target["interval"]
+            pct = f"{100 * interval:g}"
+            columns[f"{t}_low{pct}"], columns[f"{t}_high{pct}"] = low.reshape(-1), high.reshape(-1)
+        if quantiles:
+            q = per_target["quantiles"].reshape(len(quantiles), len(X))
+            columns.update({f"{t}_q{level:g}": q[i] for i, level in enumerate(quantiles)})
+    if draws is not None:
         for j, t in enumerate(spec.targets):
-            columns.update({f"{t}_sample{k}": draws[:, k, j] for k in range(samples)})
+            columns.update({f"{t}_sample{k}": draws[k, :, j] for k in range(samples)})
     clash = sorted(set(columns) & set(result.columns))
     if clash:
         raise TableError(f"{data} already has column(s) {', '.join(clash)}; rename them before predicting")
@@ -151,10 +151,10 @@ def _refuse_overlap(out: str | Path, inputs: list[str | Path], option: str) -> N
 
 def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     y = Y[:, 0] if Y.shape[1] == 1 else Y
-    mean = dist.mean.reshape(Y.shape)
+    mean = dist.mean().reshape(Y.shape)
     out: dict[str, Any] = {
         "rows": int(len(Y)),
-        "nll": float(-dist.log_prob(y).mean()),
+        "nll": float(-dist.logpdf(y).mean()),
         "rmse": float(np.sqrt(((mean - Y) ** 2).mean())),
         "mae": float(np.abs(mean - Y).mean()),
     }
@@ -173,7 +173,7 @@ def _metrics(est: Any, dist: Any, Y: np.ndarray) -> tuple[dict[str, Any], dict[s
         out["calibration_error"] = calibration_error(torch.as_tensor(pit))
         arrays["pit"] = pit
     if hasattr(dist, "ess"):
-        ess = dist.ess
+        ess = dist.ess()
         out["ess_median"], out["ess_min"] = float(np.median(ess)), float(ess.min())
         out["samples_per_row"] = int(est.predict_samples)
     arrays["mean"] = mean
@@ -245,8 +245,7 @@ def _density_map(path: Path, est: Any, x: np.ndarray, y: np.ndarray, nx: int = 1
     pad_x, pad_y = 0.02 * np.ptp(x), 0.15 * np.ptp(y)
     xs = np.linspace(x.min() - pad_x, x.max() + pad_x, nx)
     ys = np.linspace(y.min() - pad_y, y.max() + pad_y, ny)
-    dist = est.predict_dist(np.repeat(xs, ny)[:, None])
-    density = np.exp(dist.log_prob(np.tile(ys, nx))).reshape(nx, ny).T
+    density = est.predict_dist(xs[:, None]).pdf(ys[:, None])  # (ny, nx)
     density_panels(path, [(f"model p({y_label} | {x_label})", density)], xs, ys, x_label=x_label, y_label=y_label)
 
 
@@ -270,11 +269,11 @@ def plot_row(model: str | Path, data: str | Path, row: int, out: str | Path, poi
         raise TableError(problem)
     if len(spec.targets) != 1:
         raise TableError(f"plot draws one-dimensional densities; this model predicts {len(spec.targets)} columns")
-    dist = est.predict_dist(x)
-    lo, hi = dist.quantile([0.001, 0.999])[0]
+    dist = est.predict_dist(x)[0]
+    lo, hi = dist.ppf([0.001, 0.999])
     pad = 0.25 * (hi - lo) + 1e-6
     grid = np.linspace(lo - pad, hi + pad, points)
-    curves = [("model", np.exp(est.predict_dist(np.repeat(x, points, 0)).log_prob(grid)))]
+    curves = [("model", dist.pdf(grid))]
     if hasattr(est.models_[0], "proposal_distribution"):
         with torch.no_grad():
             xt = torch.as_tensor(x, dtype=torch.float32, device=torch_device(est.device))
