@@ -18,13 +18,12 @@ import hashlib
 import json
 import os
 from pathlib import Path
-from typing import Any
-
-import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from typing import TYPE_CHECKING, Any
 
 from .io import atomic_folder, folder_written_as, umask, write_json
+
+if TYPE_CHECKING:  # torch and safetensors load where tensors are read or written: checking a folder needs neither
+    import torch
 
 __all__ = ["ModelFileError", "write", "read", "load_weights", "is_model_folder", "FORMAT_VERSION", "FITTED"]
 
@@ -84,6 +83,8 @@ def _upgrade_v1(meta: dict[str, Any], state: dict[str, torch.Tensor]) -> dict[st
         fitted[new] = [fitted.pop(old)]
     meta["params"]["ensemble_size"] = 1
     if meta["estimator"] == "EBMRegressor":  # saved before temperature calibration: T = 1
+        import torch
+
         state.setdefault("temperature", torch.ones(()))
     return {f"0.{k}": v for k, v in state.items()}
 
@@ -101,6 +102,9 @@ def write(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]
     Replaces an existing model folder (or an empty folder) atomically; refuses any other
     existing path.
     """
+    import torch
+    from safetensors.torch import save_file
+
     from . import __version__
 
     meta = {"format": FORMAT, "format_version": FORMAT_VERSION, "ebreg_version": __version__,
@@ -118,6 +122,9 @@ def write(path: str | Path, state: dict[str, torch.Tensor], meta: dict[str, Any]
 def read(path: str | Path) -> tuple[dict[str, Any], dict[str, torch.Tensor]]:
     """The description and the tensors of model folder ``path``, checked against its checksum
     and brought to the current format (a version-1 folder reads as an ensemble of one)."""
+    from safetensors import SafetensorError
+    from safetensors.torch import load_file
+
     folder = Path(path)
     meta = _read_meta(folder)
     if _sha256(folder / WEIGHTS) != meta.get("weights_sha256"):

@@ -4,9 +4,11 @@
 # environment, then runs a smoke subset of the tests there.
 #
 #   scripts/check-floors.sh [VENV_DIR]      (default: a temporary folder; needs the package index)
+#   EBREG_FLOOR_TORCH=2.4.1 scripts/check-floors.sh    (torch at its declared floor too)
 #
-# torch is the exception: it is installed as torch==2.13.0 first (the CPU build; torch's own
-# floor would pull a multi-GB CUDA build on Linux), so its floor is not checked here.
+# torch is installed first as torch==$EBREG_FLOOR_TORCH, by default 2.13.0 (the CPU build served
+# locally); its declared floor is a build from the package index with CUDA libraries (several
+# GB), so it is checked only when asked for.
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 venv="${1:-$(mktemp -d)/floors}"
@@ -21,7 +23,7 @@ for dep in deps:
 EOF
 echo "constraints:"; sed 's/^/  /' "$constraints"
 python3 -m venv "$venv"
-"$venv/bin/python" -m pip install -q "torch==2.13.0"
+"$venv/bin/python" -m pip install -q "torch==${EBREG_FLOOR_TORCH:-2.13.0}"
 "$venv/bin/python" -m pip install -q -c "$constraints" -e "$root[test]"
 "$venv/bin/python" -m pip list 2>/dev/null | grep -iE "^(torch|lightning|numpy|scipy|scoringrules|matplotlib|scikit-learn|safetensors|pandas) "
 cd "$root"

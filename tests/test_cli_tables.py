@@ -1,6 +1,7 @@
-"""``ebreg fit | predict | evaluate | plot`` run as real subprocesses (round trips), and every
-bad input answered by one line, exit status 2 and no output left behind (in this process,
-through the command line's entry point: a subprocess each would spend seconds importing)."""
+"""``ebreg fit | predict | evaluate | plot`` run as real subprocesses (round trips, and one bad
+input of each group), and every bad input answered by one line, exit status 2 and no output
+left behind (all of them in this process, through the command line's entry point: a
+subprocess each that loads a model would spend seconds importing)."""
 
 from __future__ import annotations
 
@@ -280,6 +281,28 @@ def test_bad_input_gets_one_line_status_2_and_no_output(work: Path, case: str,
     assert re.search(message, lines[0]), lines[0]
     assert not output.exists(), output
     assert not list(work.glob(".*.tmp")), "temporary file left behind"
+
+
+#: one case of each group of bad input, run through the real command in its own process: the data
+#: (reading, columns, values), the options, the output path, the model folder, prediction data
+REAL_PROCESS_CASES = ["file missing", "column named twice", "missing category", "invalid epochs",
+                      "out is not a model folder", "unknown output format", "tampered model", "feature missing at predict"]
+
+
+def test_each_group_of_bad_input_is_refused_by_the_real_command(work: Path) -> None:
+    import re
+
+    cases = {name: _bad_inputs(work)[name] for name in REAL_PROCESS_CASES}
+    running = {name: subprocess.Popen([sys.executable, "-m", "ebreg.app.cli", *map(str, args)], stdout=subprocess.PIPE,
+                                      stderr=subprocess.PIPE, text=True, cwd=work)
+               for name, (args, _, _) in cases.items()}  # side by side: most refuse before torch is imported
+    for name, proc in running.items():
+        stdout, stderr = proc.communicate(timeout=120)
+        _, message, output = cases[name]
+        assert proc.returncode == 2 and stdout == "", (name, stdout, stderr)
+        assert len(stderr.strip().splitlines()) == 1 and re.search(message, stderr), (name, stderr)
+        assert "Traceback" not in stderr and not output.exists(), name
+    assert not list(work.glob(".*.tmp"))
 
 
 def test_drop_missing_trains_on_the_complete_rows(work: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -596,3 +596,40 @@ def test_history_holds_every_loss_term_per_member_and_epoch() -> None:
     assert 0 < record["ess_fraction"] <= 1 and all(np.isfinite(v) for v in record.values())
     for history, best in zip(est.history_, est.best_val_nll_):
         assert min(r["val_nll"] for r in history) == pytest.approx(best, rel=1e-5)
+
+
+def _as_an_ngboost_user_would(est, X: np.ndarray, y: np.ndarray) -> dict[str, object]:  # noqa: ANN001
+    d = est.predict_dist(X)
+    return {"mean": d.mean(), "std": d.std(), "p90": d.ppf(0.9), "logpdf": d.logpdf(y), "first": d[0:5],
+            "draws": d.sample(100).shape}
+
+
+@pytest.mark.parametrize("name", ["ebm", "mdn", "mdn ensemble"])
+def test_an_ngboost_users_script_runs_unchanged(fitted, name: str) -> None:  # noqa: ANN001
+    X, y = fitted["X"][:20], fitted["y"][:20]
+    est = fitted.get(name) or MDNRegressor(**{**SMALL, "ensemble_size": 2, "epochs": 5}, random_state=0).fit(
+        fitted["X"], fitted["y"])
+    got = _as_an_ngboost_user_would(est, X, y)
+    assert got["mean"].shape == got["std"].shape == got["p90"].shape == got["logpdf"].shape == (20,)
+    assert len(got["first"]) == 5 and got["draws"] == (100, 20) and (got["p90"] > got["mean"]).mean() > 0.8
+
+
+def test_a_one_component_mdn_agrees_with_scipy_norm(fitted) -> None:  # noqa: ANN001
+    X, y = fitted["X"][:20], fitted["y"][:20]
+    est = MDNRegressor(**{**SMALL, "components": 1, "epochs": 5}, random_state=0).fit(fitted["X"], fitted["y"])
+    got, d = _as_an_ngboost_user_would(est, X, y), est.predict_dist(X)
+    ref = stats.norm(got["mean"], got["std"])
+    for value, want in [(got["p90"], ref.ppf(0.9)), (got["logpdf"], ref.logpdf(y)), (d.cdf(y), ref.cdf(y)),
+                        (d.pdf(y), ref.pdf(y)), (d.median(), ref.median()), (np.stack(d.interval(0.8)), ref.interval(0.8))]:
+        np.testing.assert_allclose(value, want, rtol=0, atol=1e-6)
+
+
+def test_grid_search_over_an_ebm_scored_by_nll() -> None:
+    from sklearn.model_selection import GridSearchCV
+
+    import ebreg
+
+    X, y = _data(120)
+    search = GridSearchCV(EBMRegressor(**{**SMALL, "epochs": 3}, random_state=0), {"energy_width": [8, 16]}, cv=2,
+                          scoring=ebreg.scorers.neg_nll).fit(X, y)
+    assert np.isfinite(search.cv_results_["mean_test_score"]).all() and search.best_params_["energy_width"] in (8, 16)

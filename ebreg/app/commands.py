@@ -50,7 +50,6 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     ``patience``, ``validation_fraction``, ``device``, ``refine_mdn``); None keeps its default.
     ``command``: the command line, kept in the model card of ``model.json``.
     """
-    from ..estimators import EBMRegressor, MDNRegressor
     from ..model_file import is_model_folder
 
     out = Path(out)
@@ -70,6 +69,8 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     if constant:
         raise TableError(f"target column(s) {', '.join(constant)} are constant ({Y[0, spec.targets.index(constant[0])]:g} "
                          f"in every row): there is no distribution to learn")
+    from ..estimators import EBMRegressor, MDNRegressor  # torch and Lightning: imported once the data passed
+
     cls = EBMRegressor if method in get_args(JointMethod) else MDNRegressor
     est = cls(method=method, random_state=seed, verbose=progress, **options)
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
