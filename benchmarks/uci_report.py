@@ -70,7 +70,11 @@ def _table(records: list[dict[str, Any]], metric: str, published: dict[str, dict
              "|---" * (2 + len(methods) + len(pub)) + "|"]
     for d in datasets:
         n = max(len(by[(d, m)]) for m in methods if (d, m) in by)
-        cells = [_cell([r[metric] for r in by[(d, m)].values() if metric in r], digits, median) for m in methods]
+        cells = []
+        for m in methods:
+            values = [r[metric] for r in by[(d, m)].values() if metric in r]
+            partial = f" ({len(values)} splits)" if 0 < len(values) < n else ""  # a method run on some splits only
+            cells.append(_cell(values, digits, median) + partial)
         cells += [f"{published[p][d]:.2f}" if d in published[p] else "–" for p in pub] if published else []
         lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")
     return lines
