@@ -138,7 +138,27 @@ def report(records: list[dict[str, Any]]) -> str:
                           and ("temperature" in r) == calibrated]
                     if rs:
                         lines.append(_row(task, method, budget, rs))
-    return "\n".join(lines + _per_seed(records)) + "\n"
+    return "\n".join(lines + _verdict(records) + _per_seed(records)) + "\n"
+
+
+def _verdict(records: list[dict[str, Any]]) -> list[str]:
+    """Each calibrated EBM with 6 or more seeds against the MDN on the same seeds and budget,
+    paired: mean difference ± standard error and whether it wins (by more than one SE)."""
+    lines = ["", "## The EBMs with 6 or more seeds against the MDN (paired by seed, same epochs)", "",
+             "| task | method | epochs | energy width | seeds | EBM − MDN (mean ± SE, worst) | verdict |", "|---|---|---|---|---|---|---|"]
+    mdn = {(r["task"], r.get("epochs", 30), r["seed"]): r["nll"] for r in records if r["method"] == "mdn"}
+    groups: dict[tuple, dict[int, float]] = {}
+    for r in records:
+        if "temperature" in r:
+            groups.setdefault((r["task"], r["method"], r.get("epochs", 30), r.get("energy_width", 32)), {})[r["seed"]] = r["nll"]
+    for (task, method, epochs, width), by_seed in sorted(groups.items()):
+        diff = [nll - mdn[(task, epochs, seed)] for seed, nll in by_seed.items() if (task, epochs, seed) in mdn]
+        if len(diff) < 6:
+            continue
+        mean, se = statistics.fmean(diff), statistics.stdev(diff) / len(diff) ** 0.5
+        verdict = "beats the MDN" if mean + se < 0 else "does not beat the MDN"
+        lines.append(f"| {task} | {method} | {epochs} | {width} | {len(diff)} | {mean:+.3f} ± {se:.3f} ({max(diff):+.3f}) | {verdict} |")
+    return lines
 
 
 def _per_seed(records: list[dict[str, Any]]) -> list[str]:
