@@ -39,8 +39,8 @@ def test_ddp_on_two_processes_matches_one_process(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_a_killed_run_resumes_and_ends_as_good(tmp_path: Path) -> None:
-    # 40 epochs of 20 steps: seconds of training left after the first checkpoint to kill it in
-    long = ("--epochs", "40")
+    # 20 epochs of 20 steps: seconds of training left after the first checkpoint to kill it in
+    long = ("--epochs", "20")
     whole = _run(tmp_path / "whole.json", "--checkpoint", str(tmp_path / "ckpt_whole"), *long)
     ckpt = tmp_path / "ckpt"
     out = tmp_path / "resumed.json"
