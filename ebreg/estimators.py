@@ -29,7 +29,7 @@ from .calibration import fit_temperature
 from .config import DEVICE_PATTERN, REFINE_MDN_MODEL, REFINE_MDN_TRAIN, JointMethod, MDNMethod, ModelConfig, TrainConfig
 from .ebm import ConditionalEBM
 from .mdn import MixtureDensityNetwork
-from .predictive import MixturePredictive, PredictiveDistribution, SNISPredictive, TransformedPredictive
+from .predictive import MixturePredictive, PredictiveDistribution, SNISPredictive, TransformedPredictive, check_level
 from .proposals import pool_mixtures
 from .transforms import target_transform
 
@@ -90,12 +90,6 @@ def _like_rows(X: Any, values: np.ndarray, columns: list[Any]) -> Any:
 
         return pd.DataFrame(values, index=X.index, columns=columns)
     return values
-
-
-def _check_coverage(coverage: object) -> float:
-    if not isinstance(coverage, (int, float, np.floating)) or not 0 < coverage < 1:
-        raise ValueError(f"coverage must lie in (0, 1), got {coverage!r}")
-    return float(coverage)
 
 
 def _positive_int(value: object) -> bool:
@@ -443,7 +437,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         """
         dist = self.predict_dist(X)
         if getattr(self, "interval_scores_", None):
-            half = self._conformal_halfwidth(_check_coverage(coverage))
+            half = self._conformal_halfwidth(check_level(coverage, "coverage"))
             if half < 0.5:
                 low, high = dist.ppf([[0.5 - half], [0.5 + half]])
             else:  # too few calibration rows for this coverage: the whole line

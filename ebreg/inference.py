@@ -101,9 +101,13 @@ class WeightedSamples:
 
     def variance(self) -> Tensor:
         """SNIS variance ``(n, D)`` (per dimension)."""
+        return self.moments()[1]
+
+    def moments(self) -> tuple[Tensor, Tensor]:
+        """SNIS mean and variance, each ``(n, D)``, from one normalisation of the weights."""
         w = self.weights().unsqueeze(-1)
         mean = (w * self.samples).sum(0)
-        return (w * (self.samples - mean) ** 2).sum(0)
+        return mean, (w * (self.samples - mean) ** 2).sum(0)
 
     def stddev(self) -> Tensor:
         """SNIS standard deviation ``(n, D)``."""

@@ -82,10 +82,12 @@ def _check_draws(m: object) -> int:
     return int(m)
 
 
-def _check_confidence(confidence: float) -> float:
-    if not isinstance(confidence, numbers.Real) or not 0 < confidence < 1:
-        raise ValueError(f"confidence must lie in (0, 1), got {confidence!r}")
-    return float(confidence)
+def check_level(value: object, name: str = "confidence") -> float:
+    """``value`` as a float strictly between 0 and 1 (an interval's coverage), else ``ValueError``
+    naming it ``name``."""
+    if not isinstance(value, numbers.Real) or not 0 < value < 1:
+        raise ValueError(f"{name} must lie in (0, 1), got {value!r}")
+    return float(value)
 
 
 def _deprecated(old: str, new: str) -> None:
@@ -257,7 +259,7 @@ class PredictiveDistribution:
 
     def interval(self, confidence: float = 0.9) -> tuple[np.ndarray, np.ndarray]:
         """Central interval holding ``confidence`` of the mass: ``(low, high)``, each batch + event."""
-        c = _check_confidence(confidence)
+        c = check_level(confidence)
         self._need_1d("interval")
         bounds = self.ppf(np.reshape([(1 - c) / 2, (1 + c) / 2], (2,) + (1,) * len(self.batch_shape)))
         return bounds[0], bounds[1]
@@ -313,7 +315,8 @@ class PredictiveDistribution:
         """Mean and std, and where asked an interval, quantiles and draws, in one pass over the
         rows: ``{"mean", "std", "interval": (low, high), "quantiles": (L,) + batch + event,
         "samples": (m,) + batch + event}``. The same values as the single methods."""
-        out: dict[str, Any] = {"mean": self.mean(), "std": self.std()}
+        mean, var = self._moments()
+        out: dict[str, Any] = {"mean": self._out(mean, event=True), "std": self._out(var.sqrt(), event=True)}
         if confidence is not None:
             out["interval"] = self.interval(confidence)
         if len(quantiles):
@@ -507,7 +510,7 @@ class SNISPredictive(PredictiveDistribution):
         return self._map(lambda ws, rows: torch.stack([fn(ws, rows, v[i, rows]) for i in range(len(v))], 1)).T
 
     def _moments(self) -> tuple[Tensor, Tensor]:
-        both = self._map(lambda ws, _: torch.cat([self._view(ws).mean(), self._view(ws).variance()], 1))
+        both = self._map(lambda ws, _: torch.cat(self._view(ws).moments(), 1))
         d = self.target_dim
         return both[:, :d].double(), both[:, d:].double()
 
@@ -585,7 +588,7 @@ class SNISPredictive(PredictiveDistribution):
             return super().summary(confidence, quantiles, samples, random_state)
         levels = list(quantiles)
         if confidence is not None:
-            c = _check_confidence(confidence)
+            c = check_level(confidence)
             self._need_1d("interval")
             levels += [(1 - c) / 2, (1 + c) / 2]
         if levels:
@@ -598,7 +601,7 @@ class SNISPredictive(PredictiveDistribution):
 
         def everything(ws: WeightedSamples, rows: slice) -> Tensor:
             ws = self._view(ws)
-            parts = [ws.mean(), ws.variance()]  # (rows, D) each
+            parts = list(ws.moments())  # mean and variance, (rows, D) each
             if levels:
                 parts.append(ws.quantile(lv.to(ws.samples.device)).reshape(len(levels), -1).T)  # (rows, L)
             if m:
