@@ -2,7 +2,7 @@
 
     python -m benchmarks.uci --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
                              [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ngboost_es,catboost,pgbm,ebm_single,ebm_mlis,ebm_refined,
-                                       ebm_conformal]
+                                       ebm_conformal,ebm_search]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
@@ -24,7 +24,9 @@ default before 2026-11-29) and ``ebm_refined`` (one EBM refining an MDN,
 ``EBMRegressor(ensemble_size=1, refine_mdn=True)``: its proposal is the MDN that ``mdn`` trains
 with the same seed) and ``ebm_conformal`` (``EBMRegressor(interval_calibration="conformal")``:
 10 % of the training rows held out of every member, its ``coverage90`` that of the conformal
-``predict_interval``; its other metrics are the predictive's, on 10 % fewer training rows).
+``predict_interval``; its other metrics are the predictive's, on 10 % fewer training rows) and
+``ebm_search`` (``EBMRegressor(search="auto")``: the default, a 128-wide energy head or 128-wide
+networks, chosen by the first member's validation NLL; the record's ``chosen`` names the winner).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
 the coverage of the central 90 % interval. ``ebm``, ``ebm_single`` and ``ebm_refined`` records also hold the
@@ -103,6 +105,11 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         est = EBMRegressor(interval_calibration="conformal", random_state=seed).fit(x_train, y_train)
         dist = est.predict_dist(x_test)
         dist.conformal_interval = tuple(est.predict_interval(x_test, 0.9).T)  # scored as its coverage90
+        return dist
+    if method == "ebm_search":
+        est = EBMRegressor(search="auto", random_state=seed).fit(x_train, y_train)
+        dist = est.predict_dist(x_test)
+        dist.chosen = est.best_params_  # kept in the record
         return dist
     if method == "mdn":
         return MDNRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
@@ -199,6 +206,8 @@ def run_split(data_dir: str, dataset: str, split: int, methods: list[str]) -> li
         try:
             dist = fit_predict(method, part.x_train, part.y_train, part.x_test, split)
             rec.update(score(dist, part.y_test))
+            if hasattr(dist, "chosen"):
+                rec["chosen"] = dist.chosen
             if method in CALIBRATED:  # the same networks uncalibrated, for a paired comparison
                 rec["temperature"] = [float(m.temperature) for m in members(dist.model)]
                 rec.update({f"{k}_t1": v for k, v in score(at_temperature_one(dist), part.y_test).items()})

@@ -20,7 +20,7 @@ from typing import Any, get_args
 
 import numpy as np
 import torch
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, clone
 from sklearn.utils import check_random_state
 from sklearn.utils.validation import _check_sample_weight, check_is_fitted, validate_data
 
@@ -41,6 +41,10 @@ __all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 #: ``AUTO_ENSEMBLE_ROWS`` rows (where an ensemble is cheap and cuts the variance that small
 #: data leave in one model), one model otherwise
 AUTO_ENSEMBLE_SIZE, AUTO_ENSEMBLE_ROWS = 5, 2000
+
+#: the parameters that ``search`` may vary (those an estimator has)
+SEARCHABLE = ("method", "components", "hidden", "energy_width", "num_samples", "epochs", "batch_size", "lr",
+              "patience", "calibrate", "refine_mdn")
 
 #: a target value shared by at least this many rows and this fraction of them is an atom
 ATOM_MIN_ROWS, ATOM_MIN_FRACTION = 10, 0.005
@@ -116,6 +120,8 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
     """Fitting, validation split and shape handling shared by both estimators."""
 
     _methods: tuple[str, ...] = ()
+    #: the settings ``search="auto"`` compares, the estimator's own first
+    _auto_search: tuple[dict[str, Any], ...] = ()
 
     def __init__(
         self,
@@ -138,6 +144,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         target_transform: str | None = None,
         target_bounds: tuple[float, float] | None = None,
         interval_calibration: str | None = None,
+        search: str | list[dict[str, Any]] | None = None,
     ) -> None:
         self.method = method
         self.components = components
@@ -158,6 +165,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         self.target_transform = target_transform
         self.target_bounds = target_bounds
         self.interval_calibration = interval_calibration
+        self.search = search
 
     def __sklearn_tags__(self):  # noqa: ANN204
         tags = super().__sklearn_tags__()
@@ -208,6 +216,30 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"{name}: {err}") from None
         if self.interval_calibration not in (None, "conformal"):
             raise ValueError(f"{name}: interval_calibration must be None or 'conformal', got {self.interval_calibration!r}")
+        if self.search is not None:
+            self._check_search()
+
+    def _check_search(self) -> None:
+        name = type(self).__name__
+        candidates = self._auto_search if isinstance(self.search, str) and self.search == "auto" else self.search
+        if not (isinstance(candidates, (list, tuple)) and candidates and all(isinstance(c, dict) for c in candidates)):
+            raise ValueError(f"{name}: search must be None, 'auto' or a non-empty list of dicts of parameters, "
+                             f"got {self.search!r}")
+        allowed = [k for k in SEARCHABLE if k in self.get_params()]
+        for params in candidates:
+            other = sorted(str(k) for k in params if k not in allowed)
+            if other:
+                raise ValueError(f"{name}: search can vary {', '.join(allowed)}; not {', '.join(other)}")
+            try:
+                self._with(params)._check_params()
+            except ValueError as err:
+                raise ValueError(f"{name}: search candidate {params!r}: {str(err).removeprefix(name + ': ')}") from None
+        if self.validation_fraction == 0:
+            raise ValueError(f"{name}: search compares validation NLLs; it needs validation_fraction > 0")
+
+    def _with(self, params: dict[str, Any]) -> _ProbabilisticRegressor:
+        """An unfitted copy of this estimator with ``params`` set and no search."""
+        return clone(self).set_params(search=None, **params)
 
     def _ensemble_size(self, n: int) -> int:
         """The number of models to train on ``n`` rows."""
@@ -236,8 +268,10 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
 
         Sets ``models_``, ``seeds_``, ``n_epochs_``, ``best_epoch_``, ``best_val_nll_`` (one per
         model), ``history_`` (per model, one dict per epoch: ``epoch``, the mean of every training
-        loss term, ``ess_fraction`` for EBM methods, ``val_nll`` with a validation part) and
-        ``interval_scores_`` (conformal scores, or None).
+        loss term, ``ess_fraction`` for EBM methods, ``val_nll`` with a validation part),
+        ``interval_scores_`` (conformal scores, or None), ``search_results_`` (with ``search``: one
+        ``{"params", "val_nll", "chosen"}`` per candidate; else None) and ``best_params_`` (the
+        chosen candidate's parameters; ``{}`` without ``search``).
         """
         self._check_params()
         X, y = validate_data(self, X, y, multi_output=True, y_numeric=True, dtype=np.float64)
@@ -275,10 +309,15 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             weight = None if weight is None else weight[kept]
         tensors = [torch.as_tensor(a, dtype=torch.float32) for a in (X, Y)]
         tensors.append(None if weight is None else torch.as_tensor(weight, dtype=torch.float32))
-        model_cfg = self._model_config(X.shape[1], Y.shape[1])
         start = time.perf_counter()
-        results = [self._fit_model(model_cfg, *tensors, seed, len(seeds), f"member {i}/{len(seeds)}" * (len(seeds) > 1))
-                   for i, seed in enumerate(seeds, 1)]
+        fitter, results, self.search_results_ = self, [], None
+        if self.search is not None:
+            fitter, first, self.search_results_ = self._search(X.shape[1], Y.shape[1], tensors, seeds)
+            results.append(first)
+        model_cfg = fitter._model_config(X.shape[1], Y.shape[1])
+        results += [fitter._fit_model(model_cfg, *tensors, seed, len(seeds), f"member {i}/{len(seeds)}" * (len(seeds) > 1))
+                    for i, seed in enumerate(seeds[len(results):], len(results) + 1)]
+        self.best_params_ = next((row["params"] for row in self.search_results_ or () if row["chosen"]), {})
         self.models_ = [model for model, _ in results]
         self.model_config_ = model_cfg
         self.squeeze_ = y.ndim == 1
@@ -292,6 +331,31 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
         if calibration is not None:
             self.calibrate_intervals(X_all[calibration], y_all[calibration])
         return self
+
+    def _search(self, input_dim: int, target_dim: int, tensors: list[torch.Tensor | None], seeds: list[int]
+                ) -> tuple[_ProbabilisticRegressor, tuple[Any, Any], list[dict[str, Any]]]:
+        """Train one model per ``search`` candidate on the first model's training and validation
+        rows (seed ``seeds[0]``); returns the candidate with the lowest validation NLL (an
+        unfitted estimator with its settings), its trained model (the first of the ensemble)
+        and one ``{"params", "val_nll", "chosen"}`` row per candidate."""
+        if self._split(len(tensors[0]), seeds[0])[1] is None:
+            raise ValueError(f"{type(self).__name__}: search compares validation NLLs; {len(tensors[0])} rows leave "
+                             f"no validation part at validation_fraction={self.validation_fraction}")
+        candidates = self._auto_search if isinstance(self.search, str) else self.search
+        table, best = [], None
+        for i, params in enumerate(candidates, 1):
+            candidate = self._with(params)
+            fitted = candidate._fit_model(candidate._model_config(input_dim, target_dim), *tensors, seeds[0],
+                                          len(seeds), f"candidate {i}/{len(candidates)}")
+            val_nll = fitted[1].best_val_nll
+            if val_nll is None:  # no early stopping: the model kept is the last epoch's
+                val_nll = fitted[1].module.history[-1]["val_nll"]
+            table.append({"params": dict(params), "val_nll": val_nll, "chosen": False})
+            score = math.inf if val_nll is None or not math.isfinite(val_nll) else val_nll
+            if best is None or score < best[0]:
+                best = (score, candidate, fitted, table[-1])
+        best[3]["chosen"] = True
+        return best[1], best[2], table
 
     def _conformal_split(self, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         """Calibration rows (``validation_fraction`` of them, at least 1) and the rows left to train on."""
@@ -385,7 +449,7 @@ class _ProbabilisticRegressor(RegressorMixin, BaseEstimator):
             "params": params,
             "model_config": self.model_config_.to_dict(),
             "fitted": {**{k: getattr(self, k) for k in model_file.FITTED},
-                       "interval_scores_": getattr(self, "interval_scores_", None)},
+                       **{k: getattr(self, k, None) for k in ("interval_scores_", "search_results_", "best_params_")}},
             "feature_names": [str(f) for f in getattr(self, "feature_names_in_", [])] or None,
             "metrics": metrics or {},
             "table": table,
@@ -513,9 +577,17 @@ class EBMRegressor(_ProbabilisticRegressor):
             every model and calibrate :meth:`predict_interval` on them
             (:meth:`calibrate_intervals`: coverage at least the nominal level, in finite samples,
             for exchangeable rows). None: intervals are the predictive's own.
+        search: choose settings on the validation part: a list of candidates, each a dict of
+            parameters to change (any of :data:`SEARCHABLE`; ``{}``: the estimator's own), or
+            ``"auto"`` for ``_auto_search`` (its own settings, a 128-wide energy head, 128-wide
+            feature networks). Each candidate trains one model on the first model's training and
+            validation rows; the one with the lowest validation NLL is kept as the first model
+            and sets the settings of the others (E models cost E - 1 + the number of candidates
+            fits). ``search_results_`` and ``best_params_`` tell what was chosen. None: no search.
     """
 
     _methods = get_args(JointMethod)
+    _auto_search = ({}, {"energy_width": 128}, {"hidden": (128, 128), "energy_width": 64})
 
     def __init__(
         self,
@@ -540,10 +612,11 @@ class EBMRegressor(_ProbabilisticRegressor):
         target_transform: str | None = None,
         target_bounds: tuple[float, float] | None = None,
         interval_calibration: str | None = None,
+        search: str | list[dict[str, Any]] | None = None,
     ) -> None:
         super().__init__(method, components, hidden, energy_width, num_samples, predict_samples, epochs,
                          batch_size, lr, validation_fraction, patience, device, random_state, verbose,
-                         ensemble_size, log_dir, target_transform, target_bounds, interval_calibration)
+                         ensemble_size, log_dir, target_transform, target_bounds, interval_calibration, search)
         self.calibrate = calibrate
         self.refine_mdn = refine_mdn
 
@@ -597,10 +670,13 @@ class MDNRegressor(_ProbabilisticRegressor):
             teacher learned alongside; ``num_samples`` and ``energy_width`` apply to it).
         ensemble_size: number of MDNs, predicting with their equal-weight mixture (default 1:
             the plain MDN; ``"auto"`` as :class:`EBMRegressor`).
+        search: as :class:`EBMRegressor`; ``"auto"`` compares the MDN's own settings with
+            128-wide networks.
         Other arguments as :class:`EBMRegressor`.
     """
 
     _methods = get_args(MDNMethod)
+    _auto_search = ({}, {"hidden": (128, 128)})
 
     def _network(self, config: ModelConfig) -> torch.nn.Module:
         return MixtureDensityNetwork.from_config(config)
@@ -609,6 +685,11 @@ class MDNRegressor(_ProbabilisticRegressor):
         """The exact mixture of every row (of every model's mixture, for an ensemble)."""
         with torch.no_grad():
             return MixturePredictive(pool_mixtures([model(x) for model in self.models_]), self.squeeze_)
+
+
+def _lists_as_tuples(params: dict[str, Any]) -> dict[str, Any]:
+    """Parameters read from JSON, with their lists (``hidden``, ``target_bounds``) as tuples again."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in params.items()}
 
 
 def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegressor:
@@ -621,7 +702,7 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
     try:
         cls = classes[meta["estimator"]]
         config = ModelConfig.from_dict(meta["model_config"])
-        estimator = cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in meta["params"].items()})
+        estimator = cls(**_lists_as_tuples(meta["params"]))
         if device is not None:
             estimator.set_params(device=device)
         fitted = {k: meta["fitted"][k] for k in model_file.FITTED}
@@ -651,6 +732,13 @@ def load(path: str | Path, device: str | None = None) -> EBMRegressor | MDNRegre
                                                                      for v in scores)):
         raise model_file.ModelFileError(f"{meta_file}: interval_scores_ must be a list of numbers in [0, 0.5]")
     estimator.interval_scores_ = scores
+    searched, chosen = meta["fitted"].get("search_results_"), meta["fitted"].get("best_params_") or {}
+    if not (isinstance(chosen, dict) and (searched is None or isinstance(searched, list) and all(
+            isinstance(row, dict) and isinstance(row.get("params"), dict) for row in searched))):
+        raise model_file.ModelFileError(f"{meta_file}: best_params_ must be a dict and search_results_ a list of "
+                                        f"{{params, val_nll, chosen}}")
+    estimator.search_results_ = searched and [{**row, "params": _lists_as_tuples(row["params"])} for row in searched]
+    estimator.best_params_ = _lists_as_tuples(chosen)
     if meta.get("feature_names"):
         estimator.feature_names_in_ = np.asarray(meta["feature_names"], dtype=object)
     estimator.metrics_ = meta.get("metrics", {})

@@ -167,6 +167,23 @@ def test_fit_can_refine_an_mdn(work: Path, capsys: pytest.CaptureFixture[str]) -
     assert est.refine_mdn and est.models_[0].residual_energy
 
 
+def test_fit_can_search_and_says_what_it_chose(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import json
+    import re
+
+    proc = run_here("fit", work / "train.csv", "--target", "y", "--epochs", "2", "--method", "mdn", "--search", "auto",
+                 "--no-progress", "--out", work / "searched", capsys=capsys)
+    assert proc.returncode == 0, proc.stderr
+    line = next(line for line in proc.stdout.splitlines() if line.startswith("search: "))
+    assert re.fullmatch(r"search: default validation NLL -?\d+\.\d{4}( \(chosen\))?; "
+                        r"hidden=\(128, 128\) validation NLL -?\d+\.\d{4}( \(chosen\))?", line), line
+    assert line.count("(chosen)") == 1
+    rows = json.loads((work / "searched" / "model.json").read_text())["metrics"]["search"]
+    assert [row["params"] for row in rows] == [{}, {"hidden": [128, 128]}]
+    assert [row["chosen"] for row in rows] == [nll == min(r["val_nll"] for r in rows) for nll in
+                                               (r["val_nll"] for r in rows)]
+
+
 def _bad_inputs(work: Path) -> dict[str, tuple[list, str, Path]]:
     """case -> (arguments, expected message (regex), output path that must not appear)."""
     frame = _frame()

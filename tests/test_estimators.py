@@ -172,11 +172,45 @@ def test_early_stopping_keeps_the_best_epoch(fitted) -> None:  # noqa: ANN001
     ({"epochs": 2.5}, r"epochs must be a positive integer, got 2.5"),
     ({"lr": -1.0}, r"lr must be a positive number, got -1.0"),
     ({"patience": 0}, r"patience must be a positive integer or None, got 0"),
+    ({"search": "best"}, r"search must be None, 'auto' or a non-empty list of dicts of parameters, got 'best'"),
+    ({"search": []}, r"search must be None, 'auto' or a non-empty list of dicts of parameters, got \[\]"),
+    ({"search": [{"random_state": 1}]}, r"search can vary method, components, .*, patience; not random_state$"),
+    ({"search": [{"refine_mdn": True}]}, r"search can vary .*; not refine_mdn$"),  # an EBM's parameter
+    ({"search": [{}, {"hidden": ()}]}, r"search candidate \{'hidden': \(\)\}: hidden must be a non-empty tuple"),
+    ({"search": "auto", "validation_fraction": 0.0}, r"search compares validation NLLs; it needs validation_fraction > 0"),
 ])
 def test_bad_parameters_are_named(params: dict, message: str) -> None:
     X, y = _data(50)
     with pytest.raises(ValueError, match=message):
         MDNRegressor(**{**SMALL, **params}).fit(X, y)
+
+
+def test_search_keeps_the_best_candidate_and_equals_fitting_it_directly(tmp_path) -> None:  # noqa: ANN001
+    X, y = _data(200)
+    quick = {**SMALL, "epochs": 4, "patience": None, "ensemble_size": 2, "random_state": 0}
+    candidates = [{"energy_width": 4}, {"energy_width": 8, "components": 2}, {"hidden": (8, 8)}]
+    est = EBMRegressor(**quick, search=candidates).fit(X, y)
+    val_nll = [row["val_nll"] for row in est.search_results_]
+    assert [row["params"] for row in est.search_results_] == candidates
+    best = int(np.argmin(val_nll))
+    assert [row["chosen"] for row in est.search_results_] == [i == best for i in range(3)]
+    assert est.best_params_ == candidates[best] and len(set(val_nll)) == 3
+    # the winner is the first model, and the second is trained with its settings: as if fitted directly
+    direct = EBMRegressor(**{**quick, **candidates[best]}).fit(X, y)
+    curves = [[[epoch["val_nll"] for epoch in model] for model in e.history_] for e in (est, direct)]
+    assert curves[0] == curves[1] and curves[0][0][-1] == val_nll[best]  # no early stopping: the last epoch's
+    assert est.model_config_ == direct.model_config_
+    np.testing.assert_array_equal(est.predict(X[:20]), direct.predict(X[:20]))
+    est.save(tmp_path / "searched")
+    loaded = EBMRegressor.load(tmp_path / "searched")
+    assert loaded.best_params_ == est.best_params_ and loaded.search_results_ == est.search_results_
+    assert EBMRegressor(**quick).fit(X, y).search_results_ is None
+
+
+def test_search_needs_a_validation_part() -> None:
+    X, y = _data(5)
+    with pytest.raises(ValueError, match=r"5 rows leave no validation part at validation_fraction=0.1"):
+        MDNRegressor(**SMALL, search="auto").fit(X, y)
 
 
 def test_bad_data_is_named() -> None:

@@ -105,7 +105,7 @@ def _fitted_folder(tmp_path: Path) -> Path:
 
 
 @pytest.mark.parametrize("case", ["absurd width", "absurd model count", "non-finite weights", "overflowing value",
-                                  "weights are a link to a device"])
+                                  "weights are a link to a device", "malformed search results"])
 def test_hostile_model_folders_are_refused_before_anything_is_allocated(tmp_path: Path, case: str) -> None:
     import torch
     from safetensors.torch import load_file, save_file
@@ -122,6 +122,9 @@ def test_hostile_model_folders_are_refused_before_anything_is_allocated(tmp_path
         meta["fitted"]["seeds_"] = list(range(100_000))
     elif case == "overflowing value":
         meta["model_config"]["min_scale"] = 10**400
+    elif case == "malformed search results":
+        meta["fitted"]["search_results_"] = [1, 2]
+        message = "search_results_ a list of"
     elif case == "non-finite weights":
         state = load_file(str(folder / "weights.safetensors"))
         state[next(iter(state))][0] = float("nan")

@@ -128,6 +128,10 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
     fit.add_argument("--refine-mdn", action="store_true",
                      help="joint_nce only: train the proposal as a plain MDN and the EBM as a learned "
                           "correction of it (EBMRegressor(refine_mdn=True))")
+    fit.add_argument("--search", choices=["auto"], default=None,
+                     help="auto: train the default, a 128-wide energy head and 128-wide networks (the MDN: the "
+                          "default and 128-wide networks) once each and keep the one with the lowest validation NLL "
+                          "(costs one fit per candidate more; default: no search)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the split, weights and samples (default: 0)")
     fit.add_argument("--one-hot", action="store_true", help="one-hot encode non-numeric feature columns")
     fit.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
@@ -225,12 +229,17 @@ def _fit(args: argparse.Namespace) -> int:
                   args.one_hot, progress=not args.no_progress, command=" ".join(["ebreg", *sys.argv[1:]]),
                   epochs=args.epochs, components=args.components, ensemble_size=args.ensemble_size,
                   refine_mdn=args.refine_mdn, patience=args.patience,
-                  validation_fraction=args.validation_fraction, device=args.device, log_dir=args.log_dir)
+                  validation_fraction=args.validation_fraction, device=args.device, log_dir=args.log_dir,
+                  search=args.search)
     dropped = f", {r['dropped_rows']} dropped for missing values" if r["dropped_rows"] else ""
     models = len(r["epochs_run"])
     print(f"{r['method']}: {r['train_rows']} rows{dropped}; {models} model{'s' * (models > 1)}, "
           f"{_per_model(r['epochs_run'])} epochs in {r['train_seconds']:.1f} s, kept epoch "
           f"{_per_model(r['best_epoch'])} (validation NLL {_per_model(r['validation_nll'], '.4f')})")
+    if "search" in r:
+        print("search: " + "; ".join(
+            f"{', '.join(f'{k}={v}' for k, v in row['params'].items()) or 'default'} validation NLL {row['val_nll']:.4f}"
+            + " (chosen)" * row["chosen"] for row in r["search"]))
     print(f"wrote {r['model']}")
     return 0
 

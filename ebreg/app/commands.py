@@ -47,7 +47,7 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     """Train the estimator of ``method`` on a table and write the model folder ``out``.
 
     ``options``: the estimator's parameters (``epochs``, ``components``, ``ensemble_size``,
-    ``patience``, ``validation_fraction``, ``device``, ``refine_mdn``); None keeps its default.
+    ``patience``, ``validation_fraction``, ``device``, ``refine_mdn``, ``search``); None keeps its default.
     ``command``: the command line, kept in the model card of ``model.json``.
     """
     from ..model_file import is_model_folder
@@ -76,7 +76,8 @@ def fit_table(data: str | Path, targets: list[str], out: str | Path, features: l
     est.fit(X, Y[:, 0] if Y.shape[1] == 1 else Y)
     metrics = {"train_rows": int(len(X)), "dropped_rows": int((~keep).sum()), "epochs_run": est.n_epochs_,
                "best_epoch": est.best_epoch_, "validation_nll": est.best_val_nll_,
-               "train_seconds": round(est.train_seconds_, 2)}
+               "train_seconds": round(est.train_seconds_, 2),
+               **({"search": est.search_results_} if est.search_results_ else {})}
     card = {"trained": datetime.now(timezone.utc).isoformat(timespec="seconds"), "command": command,
             "data": str(data), "rows": int(len(X)),
             "targets": {t: {"mean": float(c.mean()), "std": float(c.std()), "min": float(c.min()),
