@@ -31,7 +31,7 @@ TRUE_TOY2_NLL = 1.239
 
 # ----------------------------------------------------------------------------- UCI tables
 #: the baselines run beside the EBM on every split
-UCI_PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost", "ngboost_es", "catboost", "pgbm")
+UCI_PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost", "ngboost_es", "ngboost_leaves", "catboost", "pgbm")
 UCI_DEFAULT_METHODS = ("ebm", *UCI_PEERS)
 UCI_METHODS = (*UCI_DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined", "ebm_conformal", "ebm_search")
 #: EBM variants whose records also hold their score at temperature 1 (before calibration)

@@ -1,8 +1,8 @@
 """UCI regression benchmark on the fixed splits: ebreg's EBM and MDN against the usual peers.
 
     python -m benchmarks.uci --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
-                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ngboost_es,catboost,pgbm,ebm_single,ebm_mlis,ebm_refined,
-                                       ebm_conformal,ebm_search]
+                             [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ngboost_es,ngboost_leaves,catboost,
+                                        pgbm,ebm_single,ebm_mlis,ebm_refined,ebm_conformal,ebm_search]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
@@ -11,7 +11,9 @@ Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
 ``ngboost`` (the ``ngboost`` package's NGBRegressor with a Normal, its defaults),
 ``ngboost_es`` (the same with up to 2,000 boosting rounds, stopped early on a validation part of
 20 % of the training rows after 50 rounds without improvement, predicting with its best round),
-``catboost`` (CatBoostRegressor with ``loss_function="RMSEWithUncertainty"``: a Normal whose
+``ngboost_leaves`` (RoNGBa's recipe for NGBoost: best-first trees limited in leaves instead of
+depth, 8, 16 or 32 leaves with learning rate 0.01 or 0.05, each stopped early on the same
+validation part, the pair with the lowest validation NLL kept), ``catboost`` (CatBoostRegressor with ``loss_function="RMSEWithUncertainty"``: a Normal whose
 mean and variance are boosted, up to 5,000 rounds stopped early on the same validation part) and
 ``pgbm`` (PGBM's ``pgbm.torch.PGBMRegressor``, up to 2,000 rounds stopped early on the same
 validation part, its Normal from the learned mean and variance, with the tree correlation
@@ -69,6 +71,8 @@ QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
 #: the peers that stop early hold out this part of the training rows
 VALIDATION_FRACTION = 0.2
+#: ``ngboost_leaves``: (most leaves per tree, learning rate) candidates, chosen by validation NLL
+NGBOOST_LEAVES_GRID = [(leaves, rate) for leaves in (8, 16, 32) for rate in (0.01, 0.05)]
 DEQUANTIZED = UCI_DEQUANTIZED
 
 
@@ -125,7 +129,7 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         ngb = NGBRegressor(random_state=seed, verbose=False).fit(x_train, y_train)
         params = ngb.pred_dist(x_test).params
         return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
-    if method in ("ngboost_es", "catboost", "pgbm"):
+    if method in ("ngboost_es", "ngboost_leaves", "catboost", "pgbm"):
         from sklearn.model_selection import train_test_split
 
         x_fit, x_val, y_fit, y_val = train_test_split(x_train, y_train, test_size=VALIDATION_FRACTION, random_state=seed)
@@ -134,6 +138,19 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
 
             ngb = NGBRegressor(n_estimators=2000, random_state=seed, verbose=False)
             ngb.fit(x_fit, y_fit, X_val=x_val, Y_val=y_val, early_stopping_rounds=50)
+            params = ngb.pred_dist(x_test, max_iter=ngb.best_val_loss_itr + 1).params
+            return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
+        if method == "ngboost_leaves":  # RoNGBa's recipe: best-first trees capped in leaves, not depth
+            from ngboost import NGBRegressor
+            from sklearn.tree import DecisionTreeRegressor
+
+            fits = []
+            for leaves, rate in NGBOOST_LEAVES_GRID:
+                tree = DecisionTreeRegressor(criterion="friedman_mse", max_leaf_nodes=leaves, random_state=seed)
+                ngb = NGBRegressor(Base=tree, n_estimators=3000, learning_rate=rate, random_state=seed, verbose=False)
+                ngb.fit(x_fit, y_fit, X_val=x_val, Y_val=y_val, early_stopping_rounds=50)
+                fits.append((-ngb.pred_dist(x_val, max_iter=ngb.best_val_loss_itr + 1).logpdf(y_val).mean(), ngb))
+            ngb = min(fits, key=lambda fit: fit[0])[1]
             params = ngb.pred_dist(x_test, max_iter=ngb.best_val_loss_itr + 1).params
             return _mixture_predictive(params["loc"][:, None], params["scale"][:, None])
         if method == "catboost":
