@@ -27,8 +27,8 @@ default before 2026-11-29) and ``ebm_refined`` (one EBM refining an MDN,
 with the same seed) and ``ebm_conformal`` (``EBMRegressor(interval_calibration="conformal")``:
 10 % of the training rows held out of every member, its ``coverage90`` that of the conformal
 ``predict_interval``; its other metrics are the predictive's, on 10 % fewer training rows) and
-``ebm_search`` (``EBMRegressor(search="auto")``: the default, a 128-wide energy head or 128-wide
-networks, chosen by the first member's validation NLL; the record's ``chosen`` names the winner).
+``ebm_search`` (``EBMRegressor(search="auto")``: the default settings or networks twice as wide,
+chosen by the first member's validation NLL; the record's ``chosen`` names the winner).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
 the coverage of the central 90 % interval. ``ebm``, ``ebm_single`` and ``ebm_refined`` records also hold the

@@ -33,6 +33,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "patience40": {"patience": 40, "epochs": 300},
     "batch32": {"batch_size": 32},
     "head128": {"energy_width": 128},
+    "head64": {"energy_width": 64},
 }
 
 
