@@ -74,11 +74,11 @@ def test_fit_writes_a_model_folder(work: Path) -> None:
     assert (work / "model" / "weights.safetensors").exists()
 
 
-def test_predict_keeps_other_columns_and_reorders_by_name(work: Path) -> None:
+def test_predict_keeps_other_columns_and_reorders_by_name(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
     data = _frame(20, seed=1)
     data[["id", "y", "z", "x"]].assign(extra="k").to_csv(work / "new.csv", index=False)  # reordered + extra
-    proc = ebreg("predict", work / "model", work / "new.csv", "--out", work / "pred.csv",
-                 "--quantiles", "0.1,0.5,0.9", "--samples", "3")
+    proc = run_here("predict", work / "model", work / "new.csv", "--out", work / "pred.csv",
+                    "--quantiles", "0.1,0.5,0.9", "--samples", "3", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     out = pd.read_csv(work / "pred.csv")
     assert list(out.columns[:5]) == ["id", "y", "z", "x", "extra"]
@@ -87,13 +87,14 @@ def test_predict_keeps_other_columns_and_reorders_by_name(work: Path) -> None:
     assert len(out) == 20 and (out["y_low90"] <= out["y_q0.5"]).all() and (out["y_q0.5"] <= out["y_high90"]).all()
     # the same rows in the training column order predict the same
     data[["x", "z", "y", "id"]].to_csv(work / "same.csv", index=False)
-    assert ebreg("predict", work / "model", work / "same.csv", "--out", work / "same_pred.csv").returncode == 0
+    assert run_here("predict", work / "model", work / "same.csv", "--out", work / "same_pred.csv",
+                    capsys=capsys).returncode == 0
     same = pd.read_csv(work / "same_pred.csv")
     assert np.allclose(same["y_mean"], out["y_mean"], atol=1e-6)
 
 
-def test_evaluate_prints_metrics_and_writes_a_report(work: Path) -> None:
-    proc = ebreg("evaluate", work / "model", work / "train.csv", "--report", work / "report")
+def test_evaluate_prints_metrics_and_writes_a_report(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_here("evaluate", work / "model", work / "train.csv", "--report", work / "report", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     for key in ("nll", "rmse", "mae", "crps", "coverage90", "calibration_error", "ess_median"):
         assert key in proc.stdout
@@ -141,8 +142,8 @@ def _check_html_report(path: Path, figures: int, words: list[str]) -> None:
     assert all(word in text for word in words), text
 
 
-def test_plot_draws_one_row(work: Path) -> None:
-    proc = ebreg("plot", work / "model", work / "train.csv", "--row", "5", "--out", work / "row5.png")
+def test_plot_draws_one_row(work: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    proc = run_here("plot", work / "model", work / "train.csv", "--row", "5", "--out", work / "row5.png", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     assert (work / "row5.png").read_bytes()[:8] == PNG
 

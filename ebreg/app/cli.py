@@ -199,6 +199,10 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _demo(args: argparse.Namespace) -> int:
+    if args.data is not None:  # a missing or unreadable file is refused before torch is imported
+        from ..datasets import load_toy1_reference
+
+        load_toy1_reference(args.data)
     from .demo import run_demo
 
     m = run_demo(args.out, epochs=args.epochs, seed=args.seed, method=args.method,
