@@ -157,7 +157,8 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
             from catboost import CatBoostRegressor
 
             cat = CatBoostRegressor(loss_function="RMSEWithUncertainty", iterations=5000, od_type="Iter", od_wait=100,
-                                    use_best_model=True, random_seed=seed, thread_count=1, verbose=False)
+                                    use_best_model=True, random_seed=seed, thread_count=1, verbose=False,
+                                    allow_writing_files=False)
             cat.fit(x_fit, y_fit, eval_set=(x_val, y_val))
             mean_var = cat.predict(x_test, prediction_type="RMSEWithUncertainty")  # (n, 2): mean, variance
             return _mixture_predictive(mean_var[:, :1], np.sqrt(mean_var[:, 1:]))
