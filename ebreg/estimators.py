@@ -42,9 +42,11 @@ __all__ = ["EBMRegressor", "MDNRegressor", "load", "torch_device"]
 #: data leave in one model), one model otherwise
 AUTO_ENSEMBLE_SIZE, AUTO_ENSEMBLE_ROWS = 5, 2000
 
-#: the parameters that ``search`` may vary (those an estimator has)
+#: the parameters that ``search`` may vary (those an estimator has). Not ``patience``: a longer
+#: wait only extends the run whose best validation epoch is kept, so it would always win; not
+#: ``calibrate``: the temperature is fitted after the validation NLL that ranks candidates
 SEARCHABLE = ("method", "components", "hidden", "energy_width", "num_samples", "epochs", "batch_size", "lr",
-              "patience", "calibrate", "refine_mdn")
+              "refine_mdn")
 
 #: a target value shared by at least this many rows and this fraction of them is an atom
 ATOM_MIN_ROWS, ATOM_MIN_FRACTION = 10, 0.005

@@ -174,7 +174,8 @@ def test_early_stopping_keeps_the_best_epoch(fitted) -> None:  # noqa: ANN001
     ({"patience": 0}, r"patience must be a positive integer or None, got 0"),
     ({"search": "best"}, r"search must be None, 'auto' or a non-empty list of dicts of parameters, got 'best'"),
     ({"search": []}, r"search must be None, 'auto' or a non-empty list of dicts of parameters, got \[\]"),
-    ({"search": [{"random_state": 1}]}, r"search can vary method, components, .*, patience; not random_state$"),
+    ({"search": [{"random_state": 1}]}, r"search can vary method, components, .*, lr; not random_state$"),
+    ({"search": [{}, {"patience": 40}]}, r"search can vary .*, lr; not patience$"),  # it would always win
     ({"search": [{"refine_mdn": True}]}, r"search can vary .*; not refine_mdn$"),  # an EBM's parameter
     ({"search": [{}, {"hidden": ()}]}, r"search candidate \{'hidden': \(\)\}: hidden must be a non-empty tuple"),
     ({"search": "auto", "validation_fraction": 0.0}, r"search compares validation NLLs; it needs validation_fraction > 0"),
