@@ -73,7 +73,7 @@ def _table(records: list[dict[str, Any]], metric: str, published: dict[str, dict
         cells = []
         for m in methods:
             values = [r[metric] for r in by[(d, m)].values() if metric in r]
-            partial = f" ({len(values)} splits)" if 0 < len(values) < n else ""  # a method run on some splits only
+            partial = f" ({len(values)} split{'s' * (len(values) > 1)})" if 0 < len(values) < n else ""  # a method run on some splits only
             cells.append(_cell(values, digits, median) + partial)
         cells += [f"{published[p][d]:.2f}" if d in published[p] else "–" for p in pub] if published else []
         lines.append(f"| {d} | {n} | " + " | ".join(cells) + " |")

@@ -34,6 +34,7 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "batch32": {"batch_size": 32},
     "head128": {"energy_width": 128},
     "head64": {"energy_width": 64},
+    "mix8": {"components": 8},
 }
 
 

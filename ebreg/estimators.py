@@ -674,12 +674,12 @@ class MDNRegressor(_ProbabilisticRegressor):
         ensemble_size: number of MDNs, predicting with their equal-weight mixture (default 1:
             the plain MDN; ``"auto"`` as :class:`EBMRegressor`).
         search: as :class:`EBMRegressor`; ``"auto"`` compares the MDN's own settings with
-            128-wide networks.
+            8 components and with 128-wide networks (three MDN fits).
         Other arguments as :class:`EBMRegressor`.
     """
 
     _methods = get_args(MDNMethod)
-    _auto_search = ({}, {"hidden": (128, 128)})
+    _auto_search = ({}, {"components": 8}, {"hidden": (128, 128)})
 
     def _network(self, config: ModelConfig) -> torch.nn.Module:
         return MixtureDensityNetwork.from_config(config)

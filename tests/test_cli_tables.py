@@ -176,11 +176,11 @@ def test_fit_can_search_and_says_what_it_chose(work: Path, capsys: pytest.Captur
                  "--no-progress", "--out", work / "searched", capsys=capsys)
     assert proc.returncode == 0, proc.stderr
     line = next(line for line in proc.stdout.splitlines() if line.startswith("search: "))
-    assert re.fullmatch(r"search: default validation NLL -?\d+\.\d{4}( \(chosen\))?; "
-                        r"hidden=\(128, 128\) validation NLL -?\d+\.\d{4}( \(chosen\))?", line), line
+    nll = r"validation NLL -?\d+\.\d{4}( \(chosen\))?"
+    assert re.fullmatch(rf"search: default {nll}; components=8 {nll}; hidden=\(128, 128\) {nll}", line), line
     assert line.count("(chosen)") == 1
     rows = json.loads((work / "searched" / "model.json").read_text())["metrics"]["search"]
-    assert [row["params"] for row in rows] == [{}, {"hidden": [128, 128]}]
+    assert [row["params"] for row in rows] == [{}, {"components": 8}, {"hidden": [128, 128]}]
     assert [row["chosen"] for row in rows] == [nll == min(r["val_nll"] for r in rows) for nll in
                                                (r["val_nll"] for r in rows)]
 

@@ -129,8 +129,9 @@ def _table_commands(sub: argparse._SubParsersAction) -> None:
                      help="joint_nce only: train the proposal as a plain MDN and the EBM as a learned "
                           "correction of it (EBMRegressor(refine_mdn=True))")
     fit.add_argument("--search", choices=["auto"], default=None,
-                     help="auto: train the default settings and networks twice as wide once each and keep the "
-                          "one with the lowest validation NLL (costs one fit per candidate more; default: no search)")
+                     help="auto: train the default settings and networks twice as wide (an MDN: also 8 "
+                          "components) once each and keep the one with the lowest validation NLL (costs one fit "
+                          "per candidate more; default: no search)")
     fit.add_argument("--seed", type=int, default=0, help="seed of the split, weights and samples (default: 0)")
     fit.add_argument("--one-hot", action="store_true", help="one-hot encode non-numeric feature columns")
     fit.add_argument("--drop-missing", action="store_true", help="leave out rows with NaN or inf")
