@@ -33,7 +33,8 @@ TRUE_TOY2_NLL = 1.239
 #: the baselines run beside the EBM on every split
 UCI_PEERS = ("mdn", "gaussian_mlp", "deep_ensemble", "ngboost", "ngboost_es", "ngboost_leaves", "catboost", "pgbm")
 UCI_DEFAULT_METHODS = ("ebm", *UCI_PEERS)
-UCI_METHODS = (*UCI_DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined", "ebm_conformal", "ebm_search")
+UCI_METHODS = (*UCI_DEFAULT_METHODS, "ebm_single", "ebm_mlis", "ebm_refined", "ebm_conformal", "ebm_search",
+               "ebm_onehot")
 #: EBM variants whose records also hold their score at temperature 1 (before calibration)
 UCI_CALIBRATED = ("ebm", "ebm_single", "ebm_refined")
 #: datasets with integer targets, scored after adding uniform noise of one step
@@ -61,3 +62,16 @@ def merge_records(path: Path, new: Iterable[dict[str, Any]], key: Callable[[dict
     records = sorted([r for r in load_records(path) if key(r) not in keys] + new, key=order or key)
     write_json(path, records)
     return records
+
+
+def one_hot_encoder(x_train, max_values: int):  # noqa: ANN001, ANN201
+    """A ColumnTransformer fitted on ``x_train`` ``(n, d)`` that one-hot encodes every column with
+    at most ``max_values`` distinct training values (a value it has not seen: all zeros) and
+    passes the others through."""
+    import numpy as np
+    from sklearn.compose import ColumnTransformer
+    from sklearn.preprocessing import OneHotEncoder
+
+    few = [j for j in range(x_train.shape[1]) if len(np.unique(x_train[:, j])) <= max_values]
+    return ColumnTransformer([("one_hot", OneHotEncoder(handle_unknown="ignore", sparse_output=False), few)],
+                             remainder="passthrough").fit(x_train)

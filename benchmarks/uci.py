@@ -2,7 +2,8 @@
 
     python -m benchmarks.uci --data ../shared/data/uci [--datasets concrete,energy] [--splits 0,1,2]
                              [--methods ebm,mdn,gaussian_mlp,deep_ensemble,ngboost,ngboost_es,ngboost_leaves,catboost,
-                                        pgbm,ebm_single,ebm_mlis,ebm_refined,ebm_conformal,ebm_search]
+                                        pgbm,ebm_single,ebm_mlis,ebm_refined,ebm_conformal,ebm_search,
+                                        ebm_onehot]
                              [--quick] [--jobs 2] [--out benchmarks/results]
 
 Methods: ``ebm`` (EBMRegressor's defaults), ``mdn`` (MDNRegressor's defaults),
@@ -28,7 +29,9 @@ with the same seed) and ``ebm_conformal`` (``EBMRegressor(interval_calibration="
 10 % of the training rows held out of every member, its ``coverage90`` that of the conformal
 ``predict_interval``; its other metrics are the predictive's, on 10 % fewer training rows) and
 ``ebm_search`` (``EBMRegressor(search="auto")``: the default settings or networks twice as wide,
-chosen by the first member's validation NLL; the record's ``chosen`` names the winner).
+chosen by the first member's validation NLL; the record's ``chosen`` names the winner) and
+``ebm_onehot`` (``EBMRegressor()`` on inputs whose columns with at most 8 distinct training
+values are one-hot encoded, as a scikit-learn ``ColumnTransformer`` would in a pipeline).
 Every method sees the same training rows (ours carve their validation part from them)
 and is scored on the split's test rows in original units: NLL, RMSE of the mean, CRPS and
 the coverage of the central 90 % interval. ``ebm``, ``ebm_single`` and ``ebm_refined`` records also hold the
@@ -62,6 +65,7 @@ from benchmarks.common import (
     UCI_PEERS,
     load_records,
     merge_records,
+    one_hot_encoder,
 )
 from benchmarks.uci_report import write_report
 
@@ -69,6 +73,8 @@ DEFAULT_DATA = SHARED_DATA / "uci"
 PEERS, DEFAULT_METHODS, METHODS, CALIBRATED = UCI_PEERS, UCI_DEFAULT_METHODS, UCI_METHODS, UCI_CALIBRATED
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
+#: ``ebm_onehot``: one-hot encode the input columns with at most this many distinct training values
+ONE_HOT_MAX_VALUES = 8
 #: the peers that stop early hold out this part of the training rows
 VALIDATION_FRACTION = 0.2
 #: ``ngboost_leaves``: (most leaves per tree, learning rate) candidates, chosen by validation NLL
@@ -115,6 +121,10 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         dist = est.predict_dist(x_test)
         dist.chosen = est.best_params_  # kept in the record
         return dist
+    if method == "ebm_onehot":
+        encoder = one_hot_encoder(x_train, ONE_HOT_MAX_VALUES)
+        return EBMRegressor(random_state=seed).fit(encoder.transform(x_train), y_train) \
+            .predict_dist(encoder.transform(x_test))
     if method == "mdn":
         return MDNRegressor(random_state=seed).fit(x_train, y_train).predict_dist(x_test)
     if method == "gaussian_mlp":
