@@ -64,7 +64,12 @@ def merge_records(path: Path, new: Iterable[dict[str, Any]], key: Callable[[dict
     return records
 
 
-def one_hot_encoder(x_train, max_values: int):  # noqa: ANN001, ANN201
+#: the one-hot candidates (``onehot8`` in uci_tune, ``ebm_onehot`` in uci) encode the input columns
+#: with at most this many distinct training values
+ONE_HOT_MAX_VALUES = 8
+
+
+def one_hot_encoder(x_train, max_values: int = ONE_HOT_MAX_VALUES):  # noqa: ANN001, ANN201
     """A ColumnTransformer fitted on ``x_train`` ``(n, d)`` that one-hot encodes every column with
     at most ``max_values`` distinct training values (a value it has not seen: all zeros) and
     passes the others through."""

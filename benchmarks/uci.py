@@ -73,8 +73,6 @@ DEFAULT_DATA = SHARED_DATA / "uci"
 PEERS, DEFAULT_METHODS, METHODS, CALIBRATED = UCI_PEERS, UCI_DEFAULT_METHODS, UCI_METHODS, UCI_CALIBRATED
 QUICK_DATASETS = ("bostonHousing", "concrete", "energy")
 ENSEMBLE_SIZE = 5
-#: ``ebm_onehot``: one-hot encode the input columns with at most this many distinct training values
-ONE_HOT_MAX_VALUES = 8
 #: the peers that stop early hold out this part of the training rows
 VALIDATION_FRACTION = 0.2
 #: ``ngboost_leaves``: (most leaves per tree, learning rate) candidates, chosen by validation NLL
@@ -122,7 +120,7 @@ def fit_predict(method: str, x_train, y_train, x_test, seed: int):  # noqa: ANN0
         dist.chosen = est.best_params_  # kept in the record
         return dist
     if method == "ebm_onehot":
-        encoder = one_hot_encoder(x_train, ONE_HOT_MAX_VALUES)
+        encoder = one_hot_encoder(x_train)
         return EBMRegressor(random_state=seed).fit(encoder.transform(x_train), y_train) \
             .predict_dist(encoder.transform(x_test))
     if method == "mdn":

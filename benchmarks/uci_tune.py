@@ -38,11 +38,6 @@ CANDIDATES: dict[str, dict[str, Any]] = {
     "onehot8": {},  # the defaults on inputs one-hot encoded where a column has at most 8 values
 }
 
-#: candidates that change the inputs rather than the estimator: the largest number of distinct
-#: training values at which a column is one-hot encoded (the unseen values of validation rows: all zeros)
-ONE_HOT_MAX_VALUES = {"onehot8": 8}
-
-
 
 def run(data_dir: str, dataset: str, split: int, estimator: str, candidate: str) -> dict[str, Any]:
     import torch
@@ -55,8 +50,8 @@ def run(data_dir: str, dataset: str, split: int, estimator: str, candidate: str)
     cls = EBMRegressor if estimator == "ebm" else MDNRegressor
     start = time.perf_counter()
     x_train = part.x_train
-    if candidate in ONE_HOT_MAX_VALUES:  # the validation part is carved from these rows by the estimator
-        x_train = one_hot_encoder(x_train, ONE_HOT_MAX_VALUES[candidate]).transform(x_train)
+    if candidate == "onehot8":  # the validation part is carved from these rows by the estimator
+        x_train = one_hot_encoder(x_train).transform(x_train)
     est = cls(random_state=split, ensemble_size=1, **CANDIDATES[candidate]).fit(x_train, part.y_train)
     return {"dataset": dataset, "split": split, "estimator": estimator, "candidate": candidate,
             "val_nll": est.best_val_nll_[0], "best_epoch": est.best_epoch_[0], "seconds": time.perf_counter() - start}
